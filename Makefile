@@ -1,0 +1,43 @@
+# EEveon: push-to-deploy server.
+GO      ?= go
+BIN     := bin/eeveon
+DATA    ?= ./eeveon-data
+LISTEN  ?= 127.0.0.1:2222
+
+.PHONY: build run test unit integration bench fuzz vet fmt clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/eeveon
+
+# A development server on $(LISTEN) with its data in $(DATA). On first
+# start it registers the example site hello and your SSH key as admin.
+run: build
+	@EEVEON=$(BIN) DATA=$(DATA) LISTEN=$(LISTEN) sh examples/dev/run.sh
+
+# Unit and integration tests (integration builds the binary and drives it
+# with the real git and ssh clients).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration:
+	$(GO) test -race -count=1 -v ./integration/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./deployer/command
+	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime 30s ./keys
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

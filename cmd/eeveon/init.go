@@ -1,0 +1,137 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/eeveon/eeveon/deployer"
+)
+
+const configTemplate = `# eeveon server configuration (TOML). Every setting is optional: the
+# values shown commented out are the defaults. Unknown keys are refused.
+# Sites live in sites.d/NAME.toml (manage them with: eeveon site add|rm).
+
+# Address of the embedded SSH server. "eeveon serve --listen" overrides it.
+# listen = "127.0.0.1:2222"
+
+# Host (and port) users push to, used in the hints eeveon prints.
+# Defaults to the listen address.
+# public_host = "deploy.example.com:2222"
+
+# Unix group whose members may run admin verbs (approve, rollback, ...)
+# with the local CLI. root always may.
+# admin_group = "eeveon-admin"
+
+[deploy]
+# build_timeout = "10m"      # the build command is killed after this
+# health_timeout = "60s"     # give up health checks after this long
+# health_interval = "500ms"  # first wait between health checks (doubles, max 5s)
+# health_try_timeout = "10s" # one health check try
+# shutdown_timeout = "60s"   # on SIGTERM, wait this long for running deploys
+
+[ssh]
+# max_sessions = 64                # concurrent SSH sessions
+# idle_timeout = "10m"             # close connections idle this long
+# max_command_length = 4096        # bytes in an SSH command line
+# auth_failures_per_minute = 20    # failed logins per source address before refusing it
+`
+
+// subdirs are the folders of a data dir.
+var subdirs = []func(deployer.Data) string{
+	deployer.Data.ReposDir, deployer.Data.SitesDir, deployer.Data.StateDir,
+	deployer.Data.SitesRoot, deployer.Data.DeploysRoot,
+}
+
+// initData creates what is missing in the data dir and leaves what is
+// there alone. It returns the host key's fingerprint.
+func initData(d deployer.Data, out io.Writer) (string, error) {
+	created := false
+	if _, err := os.Stat(d.Dir); errors.Is(err, os.ErrNotExist) {
+		created = true
+	}
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if created {
+		fmt.Fprintf(out, "created data dir %s\n", d.Dir)
+	} else if fi, err := os.Stat(d.Dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(out, "warning: data dir %s has mode %o; 0700 is expected (chmod 700 %s)\n", d.Dir, fi.Mode().Perm(), d.Dir)
+	}
+	for _, sub := range subdirs {
+		if err := os.MkdirAll(sub(d), 0o700); err != nil {
+			return "", fmt.Errorf("create %s: %w", sub(d), err)
+		}
+	}
+	if _, err := os.Stat(d.ConfigFile()); errors.Is(err, os.ErrNotExist) {
+		if err := deployer.WriteFileAtomic(d.ConfigFile(), []byte(configTemplate), 0o600); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(out, "wrote %s\n", d.ConfigFile())
+	}
+	if _, err := os.Stat(d.AuthorizedKeys()); errors.Is(err, os.ErrNotExist) {
+		if err := deployer.WriteFileAtomic(d.AuthorizedKeys(), []byte("# eeveon keys: add with eeveon keys add\n"), 0o600); err != nil {
+			return "", err
+		}
+	}
+	signer, err := ensureHostKey(d, out)
+	if err != nil {
+		return "", err
+	}
+	return gossh.FingerprintSHA256(signer.PublicKey()), nil
+}
+
+func ensureHostKey(d deployer.Data, out io.Writer) (gossh.Signer, error) {
+	if b, err := os.ReadFile(d.HostKey()); err == nil {
+		s, err := gossh.ParsePrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("parse host key %s: %w", d.HostKey(), err)
+		}
+		return s, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read host key: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "eeveon host key")
+	if err != nil {
+		return nil, err
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	if err := deployer.WriteFileAtomic(d.HostKey(), pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	if err := deployer.WriteFileAtomic(d.HostKey()+".pub", gossh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "generated host key %s\n", d.HostKey())
+	return signer, nil
+}
+
+func runInit(args []string) int {
+	fs, data := flagSet("init")
+	if _, code := parse(fs, args, 0, 0, "init [--data DIR]"); code >= 0 {
+		return code
+	}
+	d, err := deployer.NewData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	fp, err := initData(d, os.Stdout)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("data dir %s is ready; host key %s\n", d.Dir, fp)
+	return 0
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/names"
+	"github.com/eeveon/eeveon/keys"
+)
+
+const keysUsage = "keys add --user NAME --role admin|deployer [--sites a,b] FILE|- | keys list | keys rm USER|FINGERPRINT"
+
+func runKeys(args []string) int {
+	if len(args) == 0 {
+		return usageFail("usage: eeveon %s", keysUsage)
+	}
+	switch args[0] {
+	case "add":
+		return keysAdd(args[1:])
+	case "list", "ls":
+		return keysList(args[1:])
+	case "rm", "remove":
+		return keysRm(args[1:])
+	}
+	return usageFail("unknown keys command %q (usage: eeveon %s)", args[0], keysUsage)
+}
+
+// shellCommand is the forced command written with each key, so that the
+// same line works in OpenSSH mode.
+func shellCommand(d deployer.Data) string {
+	return exe() + " shell --data " + d.Dir
+}
+
+func keysAdd(args []string) int {
+	fs, data := flagSet("keys add")
+	user := fs.String("user", "", "user name")
+	role := fs.String("role", "", "admin or deployer")
+	sites := fs.String("sites", "", "comma-separated sites a deployer may use (default: all)")
+	use := "keys add --user NAME --role admin|deployer [--sites a,b] FILE|-"
+	pos, code := parse(fs, args, 1, 1, use)
+	if code >= 0 {
+		return code
+	}
+	if *user == "" || *role == "" {
+		return usageFail("usage: eeveon %s", use)
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := keys.ParseRole(*role)
+	if err != nil {
+		return fail(err)
+	}
+	if err := names.User(*user); err != nil {
+		return fail(err)
+	}
+	var siteList []string
+	if *sites != "" {
+		for _, s := range strings.Split(*sites, ",") {
+			if err := names.Site(s); err != nil {
+				return fail(err)
+			}
+			siteList = append(siteList, s)
+		}
+	}
+	var in []byte
+	if pos[0] == "-" {
+		in, err = io.ReadAll(io.LimitReader(os.Stdin, 64*1024))
+	} else {
+		in, err = os.ReadFile(pos[0])
+	}
+	if err != nil {
+		return fail(fmt.Errorf("read public key: %w", err))
+	}
+	if strings.Contains(string(in), "PRIVATE KEY") {
+		return fail(errors.New("that is a private key; give the public key (the .pub file)"))
+	}
+	pub, comment, _, rest, err := gossh.ParseAuthorizedKey(in)
+	if err != nil {
+		return fail(fmt.Errorf("read public key %s: not an OpenSSH public key", pos[0]))
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return fail(errors.New("more than one key given; add one key at a time"))
+	}
+	e := keys.Entry{User: *user, Role: r, Sites: siteList, Key: pub, Comment: comment}
+	updated, err := keys.Open(d.AuthorizedKeys()).Add(e, shellCommand(d))
+	if err != nil {
+		return fail(err)
+	}
+	verb := "added"
+	if updated {
+		verb = "updated"
+	}
+	scope := "all sites"
+	if len(siteList) > 0 {
+		scope = "sites " + strings.Join(siteList, ",")
+	}
+	fmt.Printf("%s key %s for %s (%s, %s)\n", verb, e.Fingerprint(), *user, r, scope)
+	return 0
+}
+
+func keysList(args []string) int {
+	fs, data := flagSet("keys list")
+	if _, code := parse(fs, args, 0, 0, "keys list"); code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	entries, problems, err := keys.Open(d.AuthorizedKeys()).List()
+	if err != nil {
+		return fail(err)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "USER\tROLE\tSITES\tFINGERPRINT\tCOMMENT")
+	for _, e := range entries {
+		sites := "*"
+		if len(e.Sites) > 0 {
+			sites = strings.Join(e.Sites, ",")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.User, e.Role, sites, e.Fingerprint(), e.Comment)
+	}
+	w.Flush()
+	for _, p := range problems {
+		fmt.Fprintf(os.Stderr, "warning: %v (skipped)\n", p)
+	}
+	return 0
+}
+
+func keysRm(args []string) int {
+	fs, data := flagSet("keys rm")
+	pos, code := parse(fs, args, 1, 1, "keys rm USER|FINGERPRINT")
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	n, err := keys.Open(d.AuthorizedKeys()).Remove(pos[0])
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("removed %d key(s) matching %s\n", n, pos[0])
+	return 0
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/command"
+	"github.com/eeveon/eeveon/deployer/control"
+	"github.com/eeveon/eeveon/keys"
+	"github.com/eeveon/eeveon/sshd"
+)
+
+func runServe(args []string) int {
+	fs, data := flagSet("serve")
+	listen := fs.String("listen", "", "SSH listen address (default: config listen, then "+deployer.DefaultListen+"; \"off\" disables SSH)")
+	if _, code := parse(fs, args, 0, 0, "serve [--data DIR] [--listen ADDR]"); code >= 0 {
+		return code
+	}
+	d, err := deployer.NewData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	if err := serve(d, *listen); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+func serve(d deployer.Data, listenFlag string) error {
+	logger := newLogger("serve")
+	var initOut bytes.Buffer
+	fp, err := initData(d, &initOut)
+	if err != nil {
+		return err
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(initOut.Bytes()), []byte("\n")) {
+		if len(line) > 0 {
+			logger.Info(string(line))
+		}
+	}
+	cfg, err := deployer.LoadConfig(d)
+	if err != nil {
+		return err
+	}
+	if listenFlag != "" {
+		cfg.Listen = listenFlag
+	}
+
+	// One server per data dir: it is the only writer of deploy state.
+	lock, err := os.OpenFile(d.LockFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lock file: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("another eeveon server is running on %s", d.Dir)
+	}
+
+	engine := deployer.NewEngine(d, cfg, logger.WithPrefix("deploy"))
+	engine.Recover()
+	sites, errs := deployer.ListSites(d)
+	for _, err := range errs {
+		logger.Warn("site definition skipped", "err", err)
+	}
+	for _, s := range sites {
+		if err := deployer.EnsureRepo(d, s.Name, exe()); err != nil {
+			logger.Error("prepare repository", "site", s.Name, "err", err)
+		}
+	}
+	router := &command.Router{Engine: engine, Audit: command.NewAudit(d.AuditLog()), Log: logger.WithPrefix("cmd")}
+	store := keys.Open(d.AuthorizedKeys())
+	if _, problems, err := store.List(); err != nil {
+		logger.Warn("read keys", "err", err)
+	} else {
+		for _, p := range problems {
+			logger.Warn("authorized_keys line skipped", "err", p)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctl := &control.Server{
+		Path: d.Socket(), AdminGroup: cfg.AdminGroup, Log: logger.WithPrefix("control"),
+		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) int {
+			return handleControl(ctx, router, id, req, stdout, stderr)
+		},
+	}
+	if err := ctl.Listen(); err != nil {
+		return err
+	}
+	go func() {
+		if err := ctl.Serve(ctx); err != nil {
+			logger.Error("control socket", "err", err)
+		}
+	}()
+
+	var ssh *sshd.Server
+	if cfg.Listen != "off" {
+		ssh = &sshd.Server{Data: d, Config: cfg.SSH, Keys: store, Router: router, Log: logger.WithPrefix("ssh")}
+		if err := ssh.Listen(cfg.Listen); err != nil {
+			ctl.Close()
+			return err
+		}
+		go func() {
+			if err := ssh.Serve(); err != nil {
+				logger.Error("ssh server", "err", err)
+			}
+		}()
+		logger.Info("listening", "ssh", ssh.Addr().String(), "hostkey", fp, "data", d.Dir)
+	} else {
+		logger.Info("embedded SSH server off", "data", d.Dir)
+	}
+	logger.Info("ready", "sites", len(sites), "socket", d.Socket())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	logger.Info("shutting down", "signal", s.String(), "grace", cfg.Deploy.ShutdownTimeout.Duration)
+	signal.Stop(sig) // a second signal kills at once
+
+	grace, cancelGrace := context.WithTimeout(context.Background(), cfg.Deploy.ShutdownTimeout.Duration)
+	defer cancelGrace()
+	done := make(chan struct{})
+	go func() { engine.Shutdown(grace); close(done) }()
+	if ssh != nil {
+		if err := ssh.Shutdown(grace); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			logger.Warn("ssh shutdown", "err", err)
+		}
+	}
+	<-done
+	cancel()
+	ctl.Close()
+	_ = os.Remove(d.Socket())
+	logger.Info("stopped")
+	return nil
+}
+
+// handleControl runs one control socket request: the git hook's
+// post-receive or a command of the surface.
+func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) int {
+	stdio := command.IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
+	if len(req.Args) == 2 && req.Args[0] == "post-receive" {
+		if _, err := router.Site(id, req.Args[1], keys.VerbPush); err != nil {
+			fmt.Fprintf(stderr, "eeveon: %v\n", err)
+			return 1
+		}
+		return router.PostReceive(ctx, id, req.Args[1], string(req.Input), stdio)
+	}
+	return router.Run(ctx, id, req.Args, stdio)
+}

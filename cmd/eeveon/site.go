@@ -1,0 +1,151 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"text/tabwriter"
+
+	"github.com/eeveon/eeveon/deployer"
+)
+
+const siteUsage = "site add NAME [flags] | site list | site show NAME | site rm NAME"
+
+func runSite(args []string) int {
+	if len(args) == 0 {
+		return usageFail("usage: eeveon %s", siteUsage)
+	}
+	switch args[0] {
+	case "add":
+		return siteAdd(args[1:])
+	case "list", "ls":
+		return siteList(args[1:])
+	case "show":
+		return siteShow(args[1:])
+	case "rm", "remove":
+		return siteRm(args[1:])
+	}
+	return usageFail("unknown site command %q (usage: eeveon %s)", args[0], siteUsage)
+}
+
+// pushURL is the remote URL users add for a site.
+func pushURL(d deployer.Data, site string) string {
+	cfg, err := deployer.LoadConfig(d)
+	if err != nil {
+		cfg = deployer.Default()
+	}
+	host := cfg.PublicHost
+	if host == "" {
+		host = cfg.Listen
+	}
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		if p == "22" {
+			host = h
+		}
+	}
+	return "ssh://deploy@" + host + "/" + site
+}
+
+func siteAdd(args []string) int {
+	fs, data := flagSet("site add")
+	var s deployer.Site
+	fs.StringVar(&s.Branch, "branch", "main", "branch that deploys")
+	fs.StringVar(&s.Path, "path", "", "site directory (default <data>/sites/NAME)")
+	fs.StringVar(&s.Build, "build", "", "build command (sh -c, in the new colour's directory)")
+	fs.StringVar(&s.HealthCmd, "health-cmd", "", "health check command (in the new colour's directory)")
+	fs.StringVar(&s.HealthURL, "health-url", "", "health check URL ({color} and {path} are replaced)")
+	strategy := fs.String("strategy", string(deployer.BlueGreen), "blue-green or in-place")
+	pos, code := parse(fs, args, 1, 1, "site add NAME [--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place]")
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	s.Name = pos[0]
+	if s.Strategy, err = deployer.ParseStrategy(*strategy); err != nil {
+		return fail(err)
+	}
+	s, err = deployer.SaveSite(d, s, true, exe())
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("added site %s: push branch %s to %s\n", s.Name, s.Branch, pushURL(d, s.Name))
+	fmt.Printf("  strategy %s, path %s\n", s.Strategy, s.Path)
+	return 0
+}
+
+func siteList(args []string) int {
+	fs, data := flagSet("site list")
+	if _, code := parse(fs, args, 0, 0, "site list"); code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	sites, errs := deployer.ListSites(d)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tBRANCH\tSTRATEGY\tLIVE\tPATH")
+	for _, s := range sites {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Branch, s.Strategy, firstNonEmpty(deployer.LiveColor(s.Path), "-"), s.Path)
+	}
+	w.Flush()
+	for _, err := range errs {
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+	}
+	if len(errs) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func siteShow(args []string) int {
+	fs, data := flagSet("site show")
+	pos, code := parse(fs, args, 1, 1, "site show NAME")
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := deployer.LoadSite(d, pos[0])
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("name:       %s\nbranch:     %s\nstrategy:   %s\npath:       %s\nbuild:      %s\nhealth cmd: %s\nhealth url: %s\nrepository: %s\npush URL:   %s\nlive:       %s\n",
+		s.Name, s.Branch, s.Strategy, s.Path, firstNonEmpty(s.Build, "-"), firstNonEmpty(s.HealthCmd, "-"),
+		firstNonEmpty(s.HealthURL, "-"), d.Repo(s.Name), pushURL(d, s.Name), firstNonEmpty(deployer.LiveColor(s.Path), "-"))
+	return 0
+}
+
+func siteRm(args []string) int {
+	fs, data := flagSet("site rm")
+	pos, code := parse(fs, args, 1, 1, "site rm NAME")
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := deployer.LoadSite(d, pos[0])
+	if err != nil {
+		return fail(err)
+	}
+	if err := deployer.RemoveSite(d, s.Name); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("removed site %s; its files stay on disk: %s (site), %s (repository), %s (deploy logs)\n",
+		s.Name, s.Path, d.Repo(s.Name), d.DeploysDir(s.Name))
+	return 0
+}

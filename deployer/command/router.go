@@ -1,0 +1,420 @@
+package command
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/log"
+
+	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/names"
+	"github.com/eeveon/eeveon/keys"
+)
+
+// Router runs verbs on behalf of an identity.
+type Router struct {
+	Engine *deployer.Engine
+	Audit  *Audit
+	Log    *log.Logger
+}
+
+// IO is a command's streams.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// usageError is printed with a pointer to help and exit status 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// verb describes one command of the surface.
+type verb struct {
+	usage string
+	help  string
+	run   func(rt *Router, c *call) error
+}
+
+// call is one command being run.
+type call struct {
+	ctx  context.Context
+	id   keys.Identity
+	args []string
+	io   IO
+	site string // for the audit log
+}
+
+var verbs map[string]verb
+
+// verbOrder is the order of the help text.
+var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy"}
+
+func init() {
+	verbs = map[string]verb{
+		"help":    {"help", "this text", (*Router).help},
+		"whoami":  {"whoami", "who this key is: user, role, sites", (*Router).whoami},
+		"sites":   {"sites", "the sites this key may see", (*Router).sites},
+		"status":  {"status [SITE]", "live colour and commit, deploys in progress", (*Router).status},
+		"history": {"history SITE [-n N]", "the last N deploys (default 20)", (*Router).history},
+		"logs":    {"logs SITE [DEPLOY_ID]", "the log of a deploy (default: the latest)", (*Router).logs},
+		"deploy":  {"deploy SITE [--ref REF] [--strategy blue-green|in-place]", "redeploy the branch tip (admins: any ref)", (*Router).deploy},
+	}
+}
+
+// Run executes one command line (already split into words) for id and
+// returns the exit status. Errors are written to stderr as one line.
+func (rt *Router) Run(ctx context.Context, id keys.Identity, args []string, stdio IO) int {
+	c := &call{ctx: ctx, id: id, io: stdio}
+	name := ""
+	if len(args) > 0 {
+		name, c.args = args[0], args[1:]
+	}
+	v, ok := verbs[name]
+	var err error
+	switch {
+	case name == "" || name == "--help" || name == "-h":
+		err = rt.help(c)
+	case !ok:
+		_ = rt.help(&call{id: id, io: IO{Stdout: stdio.Stderr}})
+		err = usagef("unknown command %q", clipArg(name))
+	default:
+		err = v.run(rt, c)
+	}
+	status, outcome := 0, "ok"
+	if err != nil {
+		status, outcome = 1, "error: "+err.Error()
+		var ue usageError
+		if errors.As(err, &ue) {
+			status = 2
+		}
+		if errors.Is(err, keys.ErrPermissionDenied) {
+			outcome = "denied"
+		}
+		fmt.Fprintf(stdio.Stderr, "eeveon: %s\n", err)
+	}
+	rt.audit(id, strings.Join(args, " "), c.site, outcome)
+	return status
+}
+
+func (rt *Router) audit(id keys.Identity, command, site, outcome string) {
+	err := rt.Audit.Log(Event{
+		User: id.User, Role: string(id.Role), Fingerprint: id.Fingerprint, Remote: id.Remote,
+		Source: id.Source, Command: clipArg(command), Site: site, Outcome: outcome,
+	})
+	if err != nil && rt.Log != nil {
+		rt.Log.Error("write audit log", "err", err)
+	}
+}
+
+// Audit records something that was decided outside Run (a git push or
+// fetch allowed or refused by the SSH layer).
+func (rt *Router) AuditEvent(id keys.Identity, command, site, outcome string) {
+	rt.audit(id, command, site, outcome)
+}
+
+func clipArg(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}
+
+// Site resolves a site name for id: a site the identity may not see is
+// reported exactly like one that does not exist. Then it checks the verb.
+func (rt *Router) Site(id keys.Identity, name string, v keys.Verb) (deployer.Site, error) {
+	if err := names.Site(name); err != nil {
+		return deployer.Site{}, err
+	}
+	if !id.MaySee(name) {
+		return deployer.Site{}, fmt.Errorf("%w: %s", deployer.ErrSiteNotFound, name)
+	}
+	s, err := deployer.LoadSite(rt.Engine.Data(), name)
+	if err != nil {
+		return s, err
+	}
+	return s, keys.Authorize(id, v, name)
+}
+
+func (c *call) flags(name string) *flag.FlagSet {
+	return flag.NewFlagSet(name, flag.ContinueOnError)
+}
+
+func (c *call) parse(fs *flag.FlagSet, min, max int) ([]string, error) {
+	pos, err := ParseFlags(fs, c.args)
+	if err != nil {
+		return nil, usagef("%s: %v (usage: %s)", fs.Name(), err, verbs[fs.Name()].usage)
+	}
+	if len(pos) < min || len(pos) > max {
+		return nil, usagef("usage: %s", verbs[fs.Name()].usage)
+	}
+	return pos, nil
+}
+
+func (rt *Router) help(c *call) error {
+	w := bufio.NewWriter(c.io.Stdout)
+	fmt.Fprintln(w, "eeveon: push to deploy. There is no shell here; these commands are:")
+	for _, n := range verbOrder {
+		fmt.Fprintf(w, "  %-60s %s\n", verbs[n].usage, verbs[n].help)
+	}
+	fmt.Fprintln(w, "Deploy with: git push <remote> <branch>, remote URL ssh://HOST:PORT/SITE")
+	return w.Flush()
+}
+
+func (rt *Router) whoami(c *call) error {
+	if _, err := c.parse(c.flags("whoami"), 0, 0); err != nil {
+		return err
+	}
+	sites := "all sites"
+	if c.id.Role == keys.RoleDeployer && len(c.id.Sites) > 0 {
+		sites = strings.Join(c.id.Sites, ",")
+	}
+	fmt.Fprintf(c.io.Stdout, "user %s, role %s, sites %s", c.id.User, c.id.Role, sites)
+	if c.id.Fingerprint != "" {
+		fmt.Fprintf(c.io.Stdout, ", key %s", c.id.Fingerprint)
+	}
+	fmt.Fprintln(c.io.Stdout)
+	return nil
+}
+
+// visibleSites lists the sites id may see.
+func (rt *Router) visibleSites(id keys.Identity) []deployer.Site {
+	all, errs := deployer.ListSites(rt.Engine.Data())
+	for _, err := range errs {
+		if rt.Log != nil {
+			rt.Log.Warn("site definition", "err", err)
+		}
+	}
+	var out []deployer.Site
+	for _, s := range all {
+		if id.MaySee(s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (rt *Router) sites(c *call) error {
+	if _, err := c.parse(c.flags("sites"), 0, 0); err != nil {
+		return err
+	}
+	for _, s := range rt.visibleSites(c.id) {
+		fmt.Fprintln(c.io.Stdout, s.Name)
+	}
+	return nil
+}
+
+func (rt *Router) status(c *call) error {
+	pos, err := c.parse(c.flags("status"), 0, 1)
+	if err != nil {
+		return err
+	}
+	var list []deployer.Site
+	if len(pos) == 1 {
+		c.site = pos[0]
+		s, err := rt.Site(c.id, pos[0], keys.VerbStatus)
+		if err != nil {
+			return err
+		}
+		list = []deployer.Site{s}
+	} else {
+		list = rt.visibleSites(c.id)
+		if len(list) == 0 {
+			fmt.Fprintln(c.io.Stdout, "no sites yet (add one with: eeveon site add NAME)")
+			return nil
+		}
+	}
+	w := bufio.NewWriter(c.io.Stdout)
+	for _, s := range list {
+		st, err := rt.Engine.Status(s.Name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\n", s.Name)
+		switch {
+		case st.LiveColor == "":
+			fmt.Fprintf(w, "  live:     nothing deployed yet\n")
+		case st.Live != nil:
+			fmt.Fprintf(w, "  live:     %s %s (%s), deployed %s by %s, deploy %s\n", st.LiveColor, st.Live.Short(),
+				strings.TrimPrefix(st.Live.Ref, "refs/heads/"), st.Live.FinishedAt.Format(time.RFC3339), st.Live.User, st.Live.ID)
+		default:
+			fmt.Fprintf(w, "  live:     %s (no deploy record)\n", st.LiveColor)
+		}
+		if st.Running != nil {
+			fmt.Fprintf(w, "  running:  deploy %s of %s, %s for %s\n", st.Running.ID, firstOr(st.Running.Short(), "?"), st.Running.Phase, st.Running.Duration())
+		}
+		fmt.Fprintf(w, "  strategy: %s, branch %s, path %s\n", s.Strategy, s.Branch, s.Path)
+	}
+	return w.Flush()
+}
+
+func firstOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (rt *Router) history(c *call) error {
+	fs := c.flags("history")
+	n := fs.Int("n", 20, "")
+	pos, err := c.parse(fs, 1, 1)
+	if err != nil {
+		return err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], keys.VerbHistory)
+	if err != nil {
+		return err
+	}
+	if *n < 1 {
+		return usagef("history: -n must be at least 1")
+	}
+	h, err := deployer.History(s)
+	if err != nil {
+		return err
+	}
+	if len(h) > *n {
+		h = h[len(h)-*n:]
+	}
+	w := bufio.NewWriter(c.io.Stdout)
+	fmt.Fprintf(w, "%-20s  %-12s  %-8s  %-7s  %-10s  %-8s  %-20s  %8s  %s\n", "ID", "STATE", "COLOR", "COMMIT", "USER", "TRIGGER", "STARTED", "TOOK", "ERROR")
+	for _, r := range h {
+		fmt.Fprintf(w, "%-20s  %-12s  %-8s  %-7s  %-10s  %-8s  %-20s  %8s  %s\n", r.ID, r.State, r.Color, r.Short(), r.User, r.Trigger,
+			r.StartedAt.Format(time.RFC3339), r.Duration().Round(100*time.Millisecond), r.Error)
+	}
+	return w.Flush()
+}
+
+func (rt *Router) logs(c *call) error {
+	pos, err := c.parse(c.flags("logs"), 1, 2)
+	if err != nil {
+		return err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], keys.VerbLogs)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if len(pos) == 2 {
+		if err := names.DeployID(pos[1]); err != nil {
+			return err
+		}
+		id = pos[1]
+		if _, err := deployer.LoadRecord(rt.Engine.Data(), s.Name, id); err != nil {
+			return err
+		}
+	} else {
+		recs, err := deployer.ListRecords(rt.Engine.Data(), s.Name)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			return fmt.Errorf("%w: %s has no deploys yet", deployer.ErrDeployNotFound, s.Name)
+		}
+		id = recs[len(recs)-1].ID
+	}
+	f, err := os.Open(deployer.LogPath(rt.Engine.Data(), s.Name, id))
+	if err != nil {
+		return fmt.Errorf("%w: log of %s is gone", deployer.ErrDeployNotFound, id)
+	}
+	defer f.Close()
+	_, err = io.Copy(c.io.Stdout, f)
+	return err
+}
+
+func (rt *Router) deploy(c *call) error {
+	fs := c.flags("deploy")
+	ref := fs.String("ref", "", "")
+	strategy := fs.String("strategy", "", "")
+	pos, err := c.parse(fs, 1, 1)
+	if err != nil {
+		return err
+	}
+	c.site = pos[0]
+	v := keys.VerbDeploy
+	if *ref != "" {
+		v = keys.VerbDeployRef
+		if err := names.Ref(*ref); err != nil {
+			return err
+		}
+	}
+	s, err := rt.Site(c.id, pos[0], v)
+	if err != nil {
+		return err
+	}
+	req := deployer.Request{
+		Site: s.Name, Ref: *ref, Trigger: "cli", User: c.id.User, Fingerprint: c.id.Fingerprint,
+	}
+	if c.id.Source == "ssh" || c.id.Source == "openssh" {
+		req.Trigger = "ssh"
+	}
+	if *strategy != "" {
+		if req.Strategy, err = deployer.ParseStrategy(*strategy); err != nil {
+			return usagef("deploy: %v", err)
+		}
+	}
+	_, err = rt.Engine.Deploy(c.ctx, req, c.io.Stdout)
+	return err
+}
+
+// PostReceive deploys what a push updated. It is not a verb of the
+// command surface: only the git hook calls it, through the control socket,
+// carrying the pusher's identity. lines are git's "old new ref" lines.
+func (rt *Router) PostReceive(ctx context.Context, id keys.Identity, site string, lines string, stdio IO) int {
+	s, err := deployer.LoadSite(rt.Engine.Data(), site)
+	if err != nil {
+		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
+		return 1
+	}
+	var commit string
+	var other []string
+	for _, ln := range strings.Split(strings.TrimSpace(lines), "\n") {
+		f := strings.Fields(ln)
+		if len(f) != 3 {
+			continue
+		}
+		if f[2] != s.Ref() {
+			other = append(other, strings.TrimPrefix(f[2], "refs/heads/"))
+			continue
+		}
+		if strings.Trim(f[1], "0") == "" {
+			fmt.Fprintf(stdio.Stdout, "==> %s was deleted; nothing deployed, %s keeps serving what it serves\n", s.Branch, s.Name)
+			rt.audit(id, "push", site, "branch deleted")
+			return 0
+		}
+		commit = f[1]
+	}
+	if commit == "" {
+		fmt.Fprintf(stdio.Stdout, "==> stored %s; only %s deploys %s\n", strings.Join(other, ", "), s.Branch, s.Name)
+		rt.audit(id, "push", site, "stored, not deployed")
+		return 0
+	}
+	r, err := rt.Engine.Deploy(ctx, deployer.Request{
+		Site: s.Name, Commit: commit, Ref: s.Ref(), Trigger: "push", User: id.User,
+		Fingerprint: id.Fingerprint, FromPush: true,
+	}, stdio.Stdout)
+	outcome := r.State
+	if err != nil {
+		outcome = "error: " + err.Error()
+		if r.ID == "" { // never started: say why
+			fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
+		}
+	}
+	rt.audit(id, "push "+strconv.Quote(deployer.ShortCommit(commit)), site, outcome)
+	if err != nil {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,194 @@
+package deployer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration written as a Go duration string ("90s", "1h")
+// in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use Go durations such as 90s or 1h)", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: must not be negative", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText renders the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the server configuration, <data>/eeveon.toml.
+type Config struct {
+	// Listen is the embedded SSH server's address; empty disables it
+	// only when set explicitly to "off".
+	Listen string `toml:"listen"`
+	// PublicHost is how users reach this server in push URLs and
+	// printed hints (host or host:port); defaults to Listen.
+	PublicHost string `toml:"public_host"`
+	// AdminGroup is the Unix group whose members act as admin on the
+	// local CLI (root always does).
+	AdminGroup string       `toml:"admin_group"`
+	Deploy     DeployConfig `toml:"deploy"`
+	SSH        SSHConfig    `toml:"ssh"`
+}
+
+// DeployConfig holds pipeline limits.
+type DeployConfig struct {
+	BuildTimeout    Duration `toml:"build_timeout"`
+	HealthTimeout   Duration `toml:"health_timeout"`
+	HealthInterval  Duration `toml:"health_interval"`
+	HealthTry       Duration `toml:"health_try_timeout"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// SSHConfig holds the embedded SSH server's limits.
+type SSHConfig struct {
+	MaxSessions   int      `toml:"max_sessions"`
+	IdleTimeout   Duration `toml:"idle_timeout"`
+	MaxCommandLen int      `toml:"max_command_length"`
+	AuthFailures  int      `toml:"auth_failures_per_minute"`
+}
+
+// DefaultListen is the embedded SSH server's default address.
+const DefaultListen = "127.0.0.1:2222"
+
+// Default returns the configuration with every default filled in. It is
+// the one place defaults live; the file and then flags override it.
+func Default() Config {
+	return Config{
+		Listen:     DefaultListen,
+		AdminGroup: "eeveon-admin",
+		Deploy: DeployConfig{
+			BuildTimeout:    Duration{10 * time.Minute},
+			HealthTimeout:   Duration{60 * time.Second},
+			HealthInterval:  Duration{500 * time.Millisecond},
+			HealthTry:       Duration{10 * time.Second},
+			ShutdownTimeout: Duration{60 * time.Second},
+		},
+		SSH: SSHConfig{
+			MaxSessions:   64,
+			IdleTimeout:   Duration{10 * time.Minute},
+			MaxCommandLen: 4096,
+			AuthFailures:  20,
+		},
+	}
+}
+
+// decodeStrict decodes a TOML file into v and refuses keys it does not
+// know, naming the key and the file.
+func decodeStrict(path string, v any) error {
+	md, err := toml.DecodeFile(path, v)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("parse %s: line %d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("parse %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// LoadConfig reads <data>/eeveon.toml over the defaults. A missing file
+// yields the defaults.
+func LoadConfig(d Data) (Config, error) {
+	cfg := Default()
+	if _, err := os.Stat(d.ConfigFile()); errors.Is(err, os.ErrNotExist) {
+		return cfg, nil
+	}
+	if err := decodeStrict(d.ConfigFile(), &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks values that TOML types cannot.
+func (c Config) Validate() error {
+	if c.Deploy.BuildTimeout.Duration <= 0 || c.Deploy.HealthTimeout.Duration <= 0 ||
+		c.Deploy.HealthInterval.Duration <= 0 || c.Deploy.HealthTry.Duration <= 0 {
+		return errors.New("config: deploy timeouts and intervals must be positive")
+	}
+	if c.SSH.MaxSessions < 1 || c.SSH.MaxCommandLen < 16 || c.SSH.AuthFailures < 1 {
+		return errors.New("config: ssh limits must be positive (max_command_length at least 16)")
+	}
+	return nil
+}
+
+// Data is the data directory and the names of everything in it.
+type Data struct{ Dir string }
+
+// NewData makes a Data with an absolute directory.
+func NewData(dir string) (Data, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Data{}, fmt.Errorf("resolve data dir %q: %w", dir, err)
+	}
+	return Data{Dir: abs}, nil
+}
+
+func (d Data) path(p ...string) string { return filepath.Join(append([]string{d.Dir}, p...)...) }
+
+// ConfigFile is eeveon.toml.
+func (d Data) ConfigFile() string { return d.path("eeveon.toml") }
+
+// HostKey is the embedded server's private host key.
+func (d Data) HostKey() string { return d.path("ssh_host_ed25519_key") }
+
+// AuthorizedKeys is the role-tagged key store.
+func (d Data) AuthorizedKeys() string { return d.path("authorized_keys") }
+
+// SitesDir holds one NAME.toml per site.
+func (d Data) SitesDir() string { return d.path("sites.d") }
+
+// SiteFile is a site's definition.
+func (d Data) SiteFile(name string) string { return d.path("sites.d", name+".toml") }
+
+// DefaultSitePath is where a site's colours live unless --path says else.
+func (d Data) DefaultSitePath(name string) string { return d.path("sites", name) }
+
+// ReposDir holds the bare repositories.
+func (d Data) ReposDir() string { return d.path("repos") }
+
+// Repo is a site's bare repository.
+func (d Data) Repo(name string) string { return d.path("repos", name+".git") }
+
+// SitesRoot holds the default site paths.
+func (d Data) SitesRoot() string { return d.path("sites") }
+
+// DeploysRoot holds every site's deploy records.
+func (d Data) DeploysRoot() string { return d.path("deploys") }
+
+// DeploysDir holds a site's deploy records and logs.
+func (d Data) DeploysDir(name string) string { return d.path("deploys", name) }
+
+// Socket is the daemon's control socket.
+func (d Data) Socket() string { return d.path("eeveon.sock") }
+
+// AuditLog is the JSON Lines audit log.
+func (d Data) AuditLog() string { return d.path("audit.log") }
+
+// LockFile is held by the running daemon.
+func (d Data) LockFile() string { return d.path("eeveon.lock") }
+
+// StateDir holds small per-site state files of the engine.
+func (d Data) StateDir() string { return d.path("state") }

@@ -1,0 +1,94 @@
+// Package control is the daemon's Unix control socket: the local CLI, the
+// git post-receive hook and the OpenSSH forced command are thin clients
+// that send one request and stream the answer back.
+//
+// Wire format: the client sends one JSON Request line; the server answers
+// with JSON Frame lines (output chunks for stdout or stderr) and a last
+// frame carrying the exit status.
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/eeveon/eeveon/keys"
+)
+
+// Request is what a client asks for.
+type Request struct {
+	// Args is the command line, e.g. ["status", "hello"].
+	Args []string `json:"args"`
+	// Input is the command's standard input, when it has one.
+	Input []byte `json:"input,omitempty"`
+	// Claim is the identity the client acts for (the pusher of a git
+	// hook, the key of an OpenSSH forced command). The server honours it
+	// only from a peer running as the service user or root.
+	Claim *keys.Identity `json:"claim,omitempty"`
+}
+
+// Frame is one piece of the answer.
+type Frame struct {
+	Stream int    `json:"s,omitempty"` // 1 stdout, 2 stderr
+	Data   []byte `json:"d,omitempty"`
+	Exit   *int   `json:"exit,omitempty"`
+}
+
+// maxRequest bounds a request line (arguments plus input).
+const maxRequest = 1 << 20
+
+// frameWriter sends writes as frames on one stream. Writers of both
+// streams share the encoder's lock.
+type frameWriter struct {
+	mu     *sync.Mutex
+	enc    *json.Encoder
+	stream int
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enc.Encode(Frame{Stream: f.stream, Data: p}); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ErrNoServer is returned when nothing listens on the control socket.
+var ErrNoServer = errors.New("the eeveon server is not running")
+
+// Call sends req to the daemon at socket and copies the answer to stdout
+// and stderr. It returns the command's exit status.
+func Call(socket string, req Request, stdout, stderr io.Writer) (int, error) {
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		return 1, fmt.Errorf("%w (no answer on %s; start it with: eeveon serve)", ErrNoServer, socket)
+	}
+	defer conn.Close()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return 1, err
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return 1, fmt.Errorf("send request: %w", err)
+	}
+	dec := json.NewDecoder(bufio.NewReader(conn))
+	for {
+		var f Frame
+		if err := dec.Decode(&f); err != nil {
+			return 1, errors.New("lost the connection to the eeveon server before the command finished (see the server log)")
+		}
+		switch {
+		case f.Exit != nil:
+			return *f.Exit, nil
+		case f.Stream == 2:
+			_, _ = stderr.Write(f.Data)
+		default:
+			_, _ = stdout.Write(f.Data)
+		}
+	}
+}

@@ -1,0 +1,553 @@
+// Package deployer is the deploy engine: sites, the blue-green pipeline,
+// deploy records and history, and crash recovery. The daemon owns one
+// Engine; every entry point reaches it through the same calls.
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/charmbracelet/log"
+)
+
+// ErrShuttingDown is returned for work offered while the server stops.
+var ErrShuttingDown = errors.New("server is shutting down")
+
+// Request asks for one deploy.
+type Request struct {
+	Site        string
+	Ref         string // full ref or revision to deploy; default the site's branch
+	Commit      string // exact commit (from a push); resolved from Ref when empty
+	Strategy    Strategy
+	Trigger     string // push, cli, ssh, poll, rollback
+	User        string
+	Fingerprint string
+	// FromPush marks a deploy started by a push: if the branch moved on
+	// before this deploy got the site lock, it is superseded by the newer
+	// push instead of deploying an old commit over a newer one.
+	FromPush bool
+}
+
+// Engine runs deploys. One per data dir, owned by the daemon.
+type Engine struct {
+	data Data
+	cfg  Config
+	log  *log.Logger
+
+	mu      sync.Mutex
+	locks   map[string]chan struct{}
+	running map[string]Record
+	closing bool
+	wg      sync.WaitGroup
+
+	// hard is cancelled when a shutdown's grace period ends: builds are
+	// killed and their deploys recorded as interrupted.
+	hard       context.Context
+	hardCancel context.CancelFunc
+}
+
+// NewEngine makes the engine for a data dir.
+func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
+	hard, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		data: d, cfg: cfg, log: logger,
+		locks: map[string]chan struct{}{}, running: map[string]Record{},
+		hard: hard, hardCancel: cancel,
+	}
+}
+
+// Data is the engine's data dir.
+func (e *Engine) Data() Data { return e.data }
+
+// Config is the engine's configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Shutdown refuses new deploys and waits for running ones until ctx ends;
+// then it kills what is left (recorded as interrupted) and waits for that.
+func (e *Engine) Shutdown(ctx context.Context) {
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Warn("grace period over, interrupting deploys")
+		e.hardCancel()
+		<-done
+	}
+	e.hardCancel()
+}
+
+func (e *Engine) lock(ctx context.Context, site string) (unlock func(), waited bool, err error) {
+	e.mu.Lock()
+	ch, ok := e.locks[site]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		e.locks[site] = ch
+	}
+	e.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, false, nil
+	default:
+	}
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, true, nil
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	}
+}
+
+// Running returns the deploy in progress on a site, if any.
+func (e *Engine) Running(site string) (Record, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.running[site]
+	return r, ok
+}
+
+func (e *Engine) setRunning(r *Record) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r.State == StateRunning {
+		e.running[r.Site] = *r
+	} else if cur, ok := e.running[r.Site]; ok && cur.ID == r.ID {
+		delete(e.running, r.Site)
+	}
+}
+
+// progress writes the pipeline's own lines.
+type progress struct{ w io.Writer }
+
+func (p progress) step(format string, args ...any) {
+	_, _ = fmt.Fprintf(p.w, "==> "+format+"\n", args...)
+}
+
+// Deploy runs the pipeline for one request and streams its progress to
+// out. The deploy does not depend on ctx beyond the wait for the site lock:
+// once started it finishes even if the client goes away (its log keeps the
+// output); only a server shutdown past its grace period interrupts it.
+// The returned error is non-nil when the deploy did not go live.
+func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record, error) {
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return Record{}, ErrShuttingDown
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	defer e.wg.Done()
+
+	site, err := LoadSite(e.data, req.Site)
+	if err != nil {
+		return Record{}, err
+	}
+	strategy := site.Strategy
+	if req.Strategy != "" {
+		strategy = req.Strategy
+	}
+	ref := req.Ref
+	if ref == "" {
+		ref = site.Ref()
+	}
+	now := time.Now().UTC()
+	r := &Record{
+		ID: newDeployID(now), Site: site.Name, Ref: ref, Commit: req.Commit, Strategy: strategy,
+		State: StateRunning, Phase: PhaseQueued, User: req.User, Fingerprint: req.Fingerprint,
+		Trigger: req.Trigger, StartedAt: now,
+	}
+	if err := os.MkdirAll(e.data.DeploysDir(site.Name), 0o700); err != nil {
+		return *r, fmt.Errorf("prepare deploy: %w", err)
+	}
+	logf, err := os.OpenFile(LogPath(e.data, site.Name, r.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return *r, fmt.Errorf("open deploy log: %w", err)
+	}
+	defer logf.Close()
+	tee := &teeWriter{log: logf, client: out}
+	p := progress{tee}
+	if err := saveRecord(e.data, r); err != nil {
+		return *r, err
+	}
+	l := e.log.With("site", site.Name, "deploy", r.ID)
+	l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
+
+	// Waiting for the lock may be abandoned by the client or a shutdown.
+	lockCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-e.hard.Done():
+			stop()
+		case <-lockCtx.Done():
+		}
+	}()
+	unlock, waited, err := e.lockWithNotice(lockCtx, site.Name, p)
+	if err != nil {
+		e.finish(site, r, p, l, StateInterrupted, "gave up waiting for the site lock: "+err.Error())
+		return *r, fmt.Errorf("deploy %s: %w", r.ID, err)
+	}
+	defer unlock()
+	_ = waited
+
+	e.setRunning(r)
+	err = e.pipeline(site, r, tee, p, l, req.FromPush)
+	switch {
+	case err == nil:
+		return *r, nil
+	case errors.Is(err, errSuperseded):
+		return *r, nil
+	default:
+		return *r, err
+	}
+}
+
+func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (func(), bool, error) {
+	e.mu.Lock()
+	busy, ok := e.running[site]
+	e.mu.Unlock()
+	if ok {
+		p.step("waiting: deploy %s (%s) is in progress on %s", busy.ID, busy.Short(), site)
+	}
+	return e.lock(ctx, site)
+}
+
+var errSuperseded = errors.New("superseded")
+
+func (e *Engine) pipeline(site Site, r *Record, tee io.Writer, p progress, l *log.Logger, fromPush bool) (err error) {
+	ctx := e.hard
+	fail := func(state, why string) error {
+		e.finish(site, r, p, l, state, why)
+		return errors.New(why)
+	}
+	failed := func(step string, err error) error {
+		if e.hard.Err() != nil {
+			return fail(StateInterrupted, step+": interrupted by server shutdown")
+		}
+		return fail(StateFailed, step+": "+err.Error())
+	}
+
+	// Resolve what to deploy.
+	if fromPush {
+		tip, err := ResolveCommit(ctx, e.data, site.Name, site.Ref())
+		if err == nil && tip != r.Commit {
+			why := fmt.Sprintf("%s moved to %s after this push; the newer push deploys it", site.Branch, ShortCommit(tip))
+			e.finish(site, r, p, l, StateSuperseded, why)
+			return errSuperseded
+		}
+	}
+	if r.Commit == "" {
+		c, err := ResolveCommit(ctx, e.data, site.Name, r.Ref)
+		if err != nil {
+			return failed("resolve", err)
+		}
+		r.Commit = c
+	}
+	live := LiveColor(site.Path)
+	switch r.Strategy {
+	case InPlace:
+		r.Color, r.PrevColor = colorInPlace, live
+	default:
+		r.Color, r.PrevColor = otherColor(live), live
+	}
+	p.step("site %s, commit %s (%s), deploy %s by %s", site.Name, r.Short(), strings.TrimPrefix(r.Ref, "refs/heads/"), r.ID, firstNonEmpty(r.User, "unknown"))
+
+	if err := os.MkdirAll(site.Path, 0o755); err != nil {
+		return failed("prepare site path", err)
+	}
+	r.Phase = PhaseCheckout
+	_ = saveRecord(e.data, r)
+	dir, err := e.checkout(ctx, site, r)
+	if err != nil {
+		return failed("checkout", err)
+	}
+
+	env := commandEnv(map[string]string{
+		"EEVEON_SITE": site.Name, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
+		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_REF": r.Ref, "EEVEON_PATH": dir,
+	})
+	r.Phase = PhaseBuilding
+	_ = saveRecord(e.data, r)
+	e.setRunning(r)
+	if site.Build == "" {
+		p.step("no build command; %s holds the commit as is", r.Color)
+	} else {
+		p.step("building %s: %s", r.Color, site.Build)
+		lw := &lineWriter{w: tee, prefix: "    "}
+		err := runShell(ctx, dir, site.Build, env, lw, e.cfg.Deploy.BuildTimeout.Duration)
+		lw.Flush()
+		if err != nil {
+			return failed("build", err)
+		}
+	}
+
+	r.Phase = PhaseChecking
+	_ = saveRecord(e.data, r)
+	e.setRunning(r)
+	if err := e.healthCheck(ctx, site, r, dir, env, tee, p); err != nil {
+		return failed("health check", err)
+	}
+	if e.hard.Err() != nil {
+		return fail(StateInterrupted, "interrupted by server shutdown before going live")
+	}
+
+	if r.Strategy != InPlace {
+		r.Phase = PhaseSwapping
+		if err := saveRecord(e.data, r); err != nil {
+			return failed("record", err)
+		}
+		if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
+			return failed("swap", err)
+		}
+	}
+	p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
+	e.finish(site, r, p, l, StateLive, "")
+	return nil
+}
+
+// finish records the outcome: the deploy record, the site history, the
+// server log and the last lines the client sees.
+func (e *Engine) finish(site Site, r *Record, p progress, l *log.Logger, state, why string) {
+	r.State, r.Error, r.Phase = state, why, PhaseFinished
+	r.FinishedAt = time.Now().UTC()
+	if err := saveRecord(e.data, r); err != nil {
+		l.Error("save deploy record", "err", err)
+	}
+	if err := os.MkdirAll(site.Path, 0o755); err == nil {
+		if err := appendHistory(site, *r); err != nil {
+			l.Error("append history", "err", err)
+		}
+	}
+	e.setRunning(r)
+	switch state {
+	case StateLive:
+		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
+		p.step("deploy %s finished in %s", r.ID, r.Duration())
+	case StateSuperseded:
+		l.Info("deploy superseded", "why", why)
+		p.step("superseded: %s", why)
+	default:
+		l.Warn("deploy "+state, "why", why)
+		stays := "has no live release yet"
+		if c := LiveColor(site.Path); c != "" {
+			stays = "stays on " + c
+			if lr, ok := liveRecord(site, c); ok {
+				stays += " (" + lr.Short() + ")"
+			}
+		}
+		p.step("FAILED (%s): %s; %s %s", state, why, site.Name, stays)
+		p.step("deploy %s %s after %s; log: eeveon logs %s %s", r.ID, state, r.Duration(), site.Name, r.ID)
+	}
+}
+
+// LiveColor reports what <path>/current is: "blue" or "green" for a
+// symlink, "in-place" for a real directory, "" when there is none.
+func LiveColor(sitePath string) string {
+	cur := filepath.Join(sitePath, currentLink)
+	fi, err := os.Lstat(cur)
+	if err != nil {
+		return ""
+	}
+	if fi.IsDir() {
+		return colorInPlace
+	}
+	target, err := os.Readlink(cur)
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(target)
+}
+
+func otherColor(c string) string {
+	if c == "blue" {
+		return "green"
+	}
+	return "blue"
+}
+
+// checkout materialises the commit: for blue-green into a fresh inactive
+// colour dir (nothing stale, no .git), for in-place into current itself.
+func (e *Engine) checkout(ctx context.Context, site Site, r *Record) (string, error) {
+	repo := e.data.Repo(site.Name)
+	if r.Strategy == InPlace {
+		dir := filepath.Join(site.Path, currentLink)
+		if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
+			// Switching from blue-green: current is a symlink. Replace it
+			// with a real directory holding a copy of the commit.
+			if err := os.Remove(dir); err != nil {
+				return "", err
+			}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
+			return "", err
+		}
+		idx := filepath.Join(e.data.StateDir(), site.Name+".in-place.index")
+		_, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", repo, "--work-tree", dir, "read-tree", "-u", "--reset", r.Commit)
+		return dir, err
+	}
+	tmp := filepath.Join(site.Path, tmpPrefix+r.ID)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", err
+	}
+	idx := tmp + ".index"
+	defer os.Remove(idx)
+	if _, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", repo, "--work-tree", tmp, "read-tree", "-u", "--reset", r.Commit); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	dir := filepath.Join(site.Path, r.Color)
+	if LiveColor(site.Path) == r.Color {
+		return "", fmt.Errorf("refusing to overwrite the live colour %s", r.Color)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// swapCurrent points <path>/current at color with one rename(2) of a fresh
+// symlink over it, then makes the rename durable.
+func swapCurrent(sitePath, color, id string) error {
+	tmp := filepath.Join(sitePath, currentTmpName+id)
+	_ = os.Remove(tmp)
+	if err := os.Symlink(color, tmp); err != nil {
+		return err
+	}
+	cur := filepath.Join(sitePath, currentLink)
+	if fi, err := os.Lstat(cur); err == nil && fi.IsDir() {
+		// current is a real directory from an in-place deploy; rename(2)
+		// cannot put a symlink over a directory, so move it aside first.
+		aside := filepath.Join(sitePath, tmpPrefix+id+"-in-place")
+		if err := os.Rename(cur, aside); err != nil {
+			return err
+		}
+		defer os.RemoveAll(aside)
+	}
+	if err := os.Rename(tmp, cur); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return SyncDir(sitePath)
+}
+
+// healthCheck checks the new colour until it passes or the deadline ends,
+// retrying with doubling backoff.
+func (e *Engine) healthCheck(ctx context.Context, site Site, r *Record, dir string, env []string, out io.Writer, p progress) error {
+	if site.HealthCmd == "" && site.HealthURL == "" {
+		p.step("no health check configured")
+		return nil
+	}
+	cfg := e.cfg.Deploy
+	url := strings.NewReplacer("{color}", r.Color, "{path}", dir).Replace(site.HealthURL)
+	what := site.HealthCmd
+	if what == "" {
+		what = url
+	} else if url != "" {
+		what += " and GET " + url
+	}
+	p.step("health check of %s: %s", r.Color, what)
+	deadline := time.Now().Add(cfg.HealthTimeout.Duration)
+	wait := cfg.HealthInterval.Duration
+	var last error
+	var lastOut []byte
+	for try := 1; ; try++ {
+		var buf limitedBuffer
+		last = nil
+		if site.HealthCmd != "" {
+			last = runShell(ctx, dir, site.HealthCmd, env, &buf, cfg.HealthTry.Duration)
+		}
+		if last == nil && url != "" {
+			last = checkURL(ctx, url, cfg.HealthTry.Duration)
+		}
+		if last == nil {
+			p.step("health check passed (try %d)", try)
+			return nil
+		}
+		lastOut = buf.Bytes()
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		p.step("health check try %d: %v; retrying in %s", try, last, wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+	if len(lastOut) > 0 {
+		lw := &lineWriter{w: out, prefix: "    "}
+		_, _ = lw.Write(lastOut)
+		lw.Flush()
+	}
+	return fmt.Errorf("%v (gave up after %s)", last, cfg.HealthTimeout.Duration)
+}
+
+func checkURL(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "eeveon-health-check")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %v", url, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64*1024))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// limitedBuffer keeps the last 8 KiB written to it.
+type limitedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - 8192; over > 0 {
+		b.buf = b.buf[over:]
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf...)
+}
+
+// liveRecord finds the newest history entry that put color live.
+func liveRecord(site Site, color string) (Record, bool) {
+	h, _ := History(site)
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].State == StateLive && h[i].Color == color {
+			return h[i], true
+		}
+	}
+	return Record{}, false
+}

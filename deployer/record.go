@@ -1,0 +1,197 @@
+package deployer
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/eeveon/eeveon/deployer/names"
+)
+
+// Deploy states. A record is "running" while the pipeline works on it;
+// every other state is an outcome.
+const (
+	StateRunning     = "running"
+	StateLive        = "live"
+	StateFailed      = "failed"
+	StateInterrupted = "interrupted"
+	StateSuperseded  = "superseded"
+)
+
+// Phases of a running deploy.
+const (
+	PhaseQueued    = "queued"
+	PhaseCheckout  = "checkout"
+	PhaseBuilding  = "building"
+	PhaseChecking  = "checking"
+	PhaseSwapping  = "swapping"
+	PhaseFinished  = "finished"
+	colorInPlace   = "in-place"
+	historyFile    = ".deploy_history"
+	currentLink    = "current"
+	tmpPrefix      = ".eeveon-tmp-"
+	currentTmpName = ".current.tmp-"
+)
+
+// Record describes one deploy. It is kept as <data>/deploys/SITE/ID.json
+// while it runs and after, and appended to <site path>/.deploy_history
+// when it ends.
+type Record struct {
+	ID          string    `json:"id"`
+	Site        string    `json:"site"`
+	Commit      string    `json:"commit"`
+	Ref         string    `json:"ref"`
+	Color       string    `json:"color"`
+	PrevColor   string    `json:"prev_color,omitempty"`
+	Strategy    Strategy  `json:"strategy"`
+	State       string    `json:"state"`
+	Phase       string    `json:"phase,omitempty"`
+	User        string    `json:"user"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Trigger     string    `json:"trigger"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	Error       string    `json:"error"`
+}
+
+// Short is the abbreviated commit id.
+func (r Record) Short() string { return ShortCommit(r.Commit) }
+
+// ShortCommit abbreviates a commit id to 7 characters.
+func ShortCommit(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
+}
+
+// Duration is how long the deploy took (so far).
+func (r Record) Duration() time.Duration {
+	end := r.FinishedAt
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return end.Sub(r.StartedAt).Round(10 * time.Millisecond)
+}
+
+func newDeployID(now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+func recordPath(d Data, site, id string) string {
+	return filepath.Join(d.DeploysDir(site), id+".json")
+}
+
+// LogPath is the per-deploy log file.
+func LogPath(d Data, site, id string) string {
+	return filepath.Join(d.DeploysDir(site), id+".log")
+}
+
+func saveRecord(d Data, r *Record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(recordPath(d, r.Site, r.ID), append(b, '\n'), 0o600)
+}
+
+// LoadRecord reads one deploy record.
+func LoadRecord(d Data, site, id string) (Record, error) {
+	if err := names.DeployID(id); err != nil {
+		return Record{}, err
+	}
+	b, err := os.ReadFile(recordPath(d, site, id))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, fmt.Errorf("%w: %s has no deploy %s", ErrDeployNotFound, site, id)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("read deploy %s: %w", id, err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("read deploy %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// ErrDeployNotFound is returned for an unknown deploy id.
+var ErrDeployNotFound = errors.New("no such deploy")
+
+// ListRecords returns a site's deploy records, oldest first. Ids sort by
+// time, so the name order is the time order.
+func ListRecords(d Data, site string) ([]Record, error) {
+	ents, err := os.ReadDir(d.DeploysDir(site))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list deploys of %s: %w", site, err)
+	}
+	var out []Record
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || names.DeployID(id) != nil {
+			continue
+		}
+		r, err := LoadRecord(d, site, id)
+		if err != nil {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// History reads <site path>/.deploy_history, oldest first. Lines that do
+// not parse (a hand edit, a foreign tool) are skipped.
+func History(s Site) ([]Record, error) {
+	f, err := os.Open(filepath.Join(s.Path, historyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s: %w", s.Name, err)
+	}
+	defer f.Close()
+	var out []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		var r Record
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+			out = append(out, r)
+		}
+	}
+	return out, sc.Err()
+}
+
+// appendHistory adds one finished deploy to the site's history. The file
+// is rewritten atomically so that a crash never leaves a torn line.
+func appendHistory(s Site, r Record) error {
+	path := filepath.Join(s.Path, historyFile)
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("append history of %s: %w", s.Name, err)
+	}
+	if len(old) > 0 && !bytes.HasSuffix(old, []byte("\n")) {
+		old = append(old, '\n')
+	}
+	r.Phase = ""
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(append(old, line...), '\n'), 0o644)
+}

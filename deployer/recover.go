@@ -1,0 +1,79 @@
+package deployer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Recover runs once when the daemon starts, before it accepts work. A
+// deploy still marked running was cut short by a crash: it becomes
+// interrupted, unless it had reached the swap and current already points
+// at its colour, in which case it did go live. Leftover temp dirs and
+// symlinks are removed. current itself is never changed here.
+func (e *Engine) Recover() {
+	sites, errs := ListSites(e.data)
+	for _, err := range errs {
+		e.log.Warn("skipping site", "err", err)
+	}
+	for _, site := range sites {
+		recs, err := ListRecords(e.data, site.Name)
+		if err != nil {
+			e.log.Warn("recover", "site", site.Name, "err", err)
+		}
+		for i := range recs {
+			r := &recs[i]
+			if r.State != StateRunning {
+				continue
+			}
+			state, why := StateInterrupted, "server stopped during "+r.Phase
+			if r.Phase == PhaseSwapping && r.Strategy != InPlace && LiveColor(site.Path) == r.Color {
+				state, why = StateLive, ""
+			}
+			r.State, r.Error, r.Phase = state, why, PhaseFinished
+			r.FinishedAt = time.Now().UTC()
+			if err := saveRecord(e.data, r); err != nil {
+				e.log.Error("recover: save record", "site", site.Name, "deploy", r.ID, "err", err)
+				continue
+			}
+			if err := appendHistory(site, *r); err != nil {
+				e.log.Error("recover: history", "site", site.Name, "err", err)
+			}
+			e.log.Warn("recovered deploy", "site", site.Name, "deploy", r.ID, "state", state)
+		}
+		ents, _ := os.ReadDir(site.Path)
+		for _, ent := range ents {
+			if n := ent.Name(); strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, currentTmpName) {
+				_ = os.RemoveAll(filepath.Join(site.Path, n))
+			}
+		}
+	}
+}
+
+// SiteStatus is what status reports for one site.
+type SiteStatus struct {
+	Site      Site
+	LiveColor string  // blue, green, in-place or "" (never deployed)
+	Live      *Record // the deploy that put the live colour live
+	Running   *Record // a deploy in progress
+}
+
+// Status reports a site's live colour and commit and any deploy in
+// progress.
+func (e *Engine) Status(name string) (SiteStatus, error) {
+	site, err := LoadSite(e.data, name)
+	if err != nil {
+		return SiteStatus{}, err
+	}
+	st := SiteStatus{Site: site, LiveColor: LiveColor(site.Path)}
+	if st.LiveColor != "" {
+		if r, ok := liveRecord(site, st.LiveColor); ok {
+			st.Live = &r
+		}
+	}
+	if r, ok := e.Running(name); ok {
+		st.Running = &r
+	}
+	return st, nil
+}

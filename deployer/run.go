@@ -1,0 +1,147 @@
+package deployer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// baseEnv is what a build or health command inherits from the server's
+// environment; everything else is left out so that server internals do not
+// leak into user code.
+var baseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"}
+
+func commandEnv(extra map[string]string) []string {
+	var env []string
+	for _, k := range baseEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if os.Getenv("PATH") == "" {
+		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
+	}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// errTimeout marks a command stopped by its time limit.
+var errTimeout = errors.New("timed out")
+
+// runShell runs script with sh -c in dir, in its own process group, with
+// output to out. Cancelling ctx or passing the timeout kills the whole
+// group; if the server dies, the kernel kills the shell (Pdeathsig).
+func runShell(ctx context.Context, dir, script string, env []string, out io.Writer, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdin = nil
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		if cmd.Process == nil {
+			return nil
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	// A background grandchild holding the output pipe must not hang us.
+	cmd.WaitDelay = 3 * time.Second
+	err := cmd.Run()
+	if cmd.Process != nil {
+		// Whatever the outcome, nothing of this command outlives it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w after %s", errTimeout, timeout)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("killed by signal %s", ws.Signal())
+		}
+		return fmt.Errorf("exited with status %d", ee.ExitCode())
+	}
+	return err
+}
+
+// lineWriter prefixes every line written through it. It buffers a partial
+// line until its newline arrives or Flush is called. Safe for concurrent use.
+type lineWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.emit(l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 64*1024 { // a very long line without newline
+		l.emit(l.buf)
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (l *lineWriter) emit(line []byte) {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	_, _ = fmt.Fprintf(l.w, "%s%s\n", l.prefix, line)
+}
+
+// Flush writes out a trailing partial line.
+func (l *lineWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.emit(l.buf)
+		l.buf = l.buf[:0]
+	}
+}
+
+// teeWriter writes to the deploy log and to the client. A client that went
+// away (a closed connection) stops receiving; the log keeps everything.
+type teeWriter struct {
+	mu     sync.Mutex
+	log    io.Writer
+	client io.Writer
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.log != nil {
+		_, _ = t.log.Write(p)
+	}
+	if t.client != nil {
+		if _, err := t.client.Write(p); err != nil {
+			t.client = nil
+		}
+	}
+	return len(p), nil
+}

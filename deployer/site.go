@@ -1,0 +1,183 @@
+package deployer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/eeveon/eeveon/deployer/names"
+)
+
+// ErrSiteNotFound is returned for a site that does not exist (or that the
+// caller may not see: the two are reported alike).
+var ErrSiteNotFound = errors.New("no such site")
+
+// ErrSiteExists is returned when adding a site whose name is taken.
+var ErrSiteExists = errors.New("site already exists")
+
+// Strategy is how a deploy reaches the live directory.
+type Strategy string
+
+// The strategies.
+const (
+	BlueGreen Strategy = "blue-green"
+	InPlace   Strategy = "in-place"
+)
+
+// ParseStrategy accepts "blue-green" or "in-place".
+func ParseStrategy(s string) (Strategy, error) {
+	switch Strategy(s) {
+	case BlueGreen, InPlace:
+		return Strategy(s), nil
+	}
+	return "", fmt.Errorf("unknown strategy %q (use blue-green or in-place)", s)
+}
+
+// Site is one deployable site, stored as <data>/sites.d/NAME.toml.
+type Site struct {
+	Name      string   `toml:"name"`
+	Branch    string   `toml:"branch"`
+	Path      string   `toml:"path"`
+	Build     string   `toml:"build,omitempty"`
+	HealthCmd string   `toml:"health_cmd,omitempty"`
+	HealthURL string   `toml:"health_url,omitempty"`
+	Strategy  Strategy `toml:"strategy"`
+}
+
+// Validate checks a site definition and fills defaults that depend on
+// the data dir. Relative paths are resolved against the data dir here, once.
+func (s *Site) Validate(d Data) error {
+	if err := names.Site(s.Name); err != nil {
+		return err
+	}
+	if s.Branch == "" {
+		s.Branch = "main"
+	}
+	if err := names.Ref(s.Branch); err != nil {
+		return fmt.Errorf("site %s: branch: %w", s.Name, err)
+	}
+	s.Branch = strings.TrimPrefix(s.Branch, "refs/heads/")
+	if s.Path == "" {
+		s.Path = d.DefaultSitePath(s.Name)
+	}
+	if !filepath.IsAbs(s.Path) {
+		s.Path = filepath.Join(d.Dir, s.Path)
+	}
+	s.Path = filepath.Clean(s.Path)
+	if s.Path == "/" {
+		return fmt.Errorf("site %s: path must not be /", s.Name)
+	}
+	if s.Strategy == "" {
+		s.Strategy = BlueGreen
+	}
+	if _, err := ParseStrategy(string(s.Strategy)); err != nil {
+		return fmt.Errorf("site %s: %w", s.Name, err)
+	}
+	if s.HealthURL != "" {
+		u, err := url.Parse(strings.NewReplacer("{color}", "blue", "{path}", "x").Replace(s.HealthURL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("site %s: health URL %q must be an http:// or https:// URL", s.Name, s.HealthURL)
+		}
+	}
+	return nil
+}
+
+// Ref is the full ref of the site's deploy branch.
+func (s Site) Ref() string { return "refs/heads/" + s.Branch }
+
+// LoadSite reads one site definition.
+func LoadSite(d Data, name string) (Site, error) {
+	if err := names.Site(name); err != nil {
+		return Site{}, err
+	}
+	path := d.SiteFile(name)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return Site{}, fmt.Errorf("%w: %s", ErrSiteNotFound, name)
+	}
+	var s Site
+	if err := decodeStrict(path, &s); err != nil {
+		return Site{}, err
+	}
+	if s.Name != name {
+		return Site{}, fmt.Errorf("%s: name %q does not match the file name", path, s.Name)
+	}
+	if err := s.Validate(d); err != nil {
+		return Site{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ListSites reads every site definition, sorted by name. A broken file is
+// reported in errs and skipped, so one bad site does not hide the others.
+func ListSites(d Data) (sites []Site, errs []error) {
+	ents, err := os.ReadDir(d.SitesDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, []error{fmt.Errorf("list sites: %w", err)}
+	}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".toml")
+		if !ok || e.IsDir() || strings.HasPrefix(name, ".") {
+			continue
+		}
+		s, err := LoadSite(d, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sites = append(sites, s)
+	}
+	sort.Slice(sites, func(i, j int) bool { return sites[i].Name < sites[j].Name })
+	return sites, errs
+}
+
+// SaveSite validates and writes a site definition atomically, creating
+// its bare repository (with the deploy hook) if needed. With create set
+// an existing site is an error.
+func SaveSite(d Data, s Site, create bool, hookExe string) (Site, error) {
+	if err := s.Validate(d); err != nil {
+		return s, err
+	}
+	if create {
+		if _, err := os.Stat(d.SiteFile(s.Name)); err == nil {
+			return s, fmt.Errorf("%w: %s", ErrSiteExists, s.Name)
+		}
+	}
+	if err := os.MkdirAll(d.SitesDir(), 0o700); err != nil {
+		return s, fmt.Errorf("save site %s: %w", s.Name, err)
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# Site %s, written by eeveon. Edit with care: unknown keys are refused.\n", s.Name)
+	if err := toml.NewEncoder(&buf).Encode(s); err != nil {
+		return s, fmt.Errorf("save site %s: %w", s.Name, err)
+	}
+	if err := EnsureRepo(d, s.Name, hookExe); err != nil {
+		return s, err
+	}
+	if err := WriteFileAtomic(d.SiteFile(s.Name), buf.Bytes(), 0o600); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// RemoveSite deletes a site's definition. Its repository, deploy records
+// and site directory are left on disk (the live files keep being served
+// by whatever serves them); the caller says so.
+func RemoveSite(d Data, name string) error {
+	if err := names.Site(name); err != nil {
+		return err
+	}
+	if err := os.Remove(d.SiteFile(name)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrSiteNotFound, name)
+		}
+		return fmt.Errorf("remove site %s: %w", name, err)
+	}
+	return SyncDir(d.SitesDir())
+}
