@@ -88,7 +88,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	e.hardCancel()
 }
 
-func (e *Engine) lock(ctx context.Context, site string) (unlock func(), waited bool, err error) {
+func (e *Engine) lock(ctx context.Context, site string) (unlock func(), err error) {
 	e.mu.Lock()
 	ch, ok := e.locks[site]
 	if !ok {
@@ -98,14 +98,9 @@ func (e *Engine) lock(ctx context.Context, site string) (unlock func(), waited b
 	e.mu.Unlock()
 	select {
 	case ch <- struct{}{}:
-		return func() { <-ch }, false, nil
-	default:
-	}
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, true, nil
+		return func() { <-ch }, nil
 	case <-ctx.Done():
-		return nil, true, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -140,6 +135,28 @@ func (p progress) step(format string, args ...any) {
 // output); only a server shutdown past its grace period interrupts it.
 // The returned error is non-nil when the deploy did not go live.
 func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record, error) {
+	return e.run(ctx, req, out, func(j *job) error { return e.pipeline(j, req.FromPush) })
+}
+
+// Rollback swaps current back to the other colour without a rebuild,
+// after checking its health again (see RollbackTarget).
+func (e *Engine) Rollback(ctx context.Context, req Request, out io.Writer) (Record, error) {
+	req.Trigger = "rollback"
+	return e.run(ctx, req, out, e.instantRollback)
+}
+
+// job is one deploy being run: its site, record and output.
+type job struct {
+	site Site
+	r    *Record
+	out  io.Writer // the client and the deploy log
+	p    progress
+	l    *log.Logger
+}
+
+// run does what every deploy shares: the record, the log, the site lock,
+// then body under the lock.
+func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(*job) error) (Record, error) {
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
@@ -176,12 +193,11 @@ func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record
 	}
 	defer logf.Close()
 	tee := &teeWriter{log: logf, client: out}
-	p := progress{tee}
+	j := &job{site: site, r: r, out: tee, p: progress{tee}, l: e.log.With("site", site.Name, "deploy", r.ID)}
 	if err := saveRecord(e.data, r); err != nil {
 		return *r, err
 	}
-	l := e.log.With("site", site.Name, "deploy", r.ID)
-	l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
+	j.l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
 
 	// Waiting for the lock may be abandoned by the client or a shutdown.
 	lockCtx, stop := context.WithCancel(ctx)
@@ -193,27 +209,21 @@ func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record
 		case <-lockCtx.Done():
 		}
 	}()
-	unlock, waited, err := e.lockWithNotice(lockCtx, site.Name, p)
+	unlock, err := e.lockWithNotice(lockCtx, site.Name, j.p)
 	if err != nil {
-		e.finish(site, r, p, l, StateInterrupted, "gave up waiting for the site lock: "+err.Error())
+		e.finish(j, StateInterrupted, "gave up waiting for the site lock: "+err.Error())
 		return *r, fmt.Errorf("deploy %s: %w", r.ID, err)
 	}
 	defer unlock()
-	_ = waited
 
 	e.setRunning(r)
-	err = e.pipeline(site, r, tee, p, l, req.FromPush)
-	switch {
-	case err == nil:
-		return *r, nil
-	case errors.Is(err, errSuperseded):
-		return *r, nil
-	default:
+	if err := body(j); err != nil && !errors.Is(err, errSuperseded) {
 		return *r, err
 	}
+	return *r, nil
 }
 
-func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (func(), bool, error) {
+func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (func(), error) {
 	e.mu.Lock()
 	busy, ok := e.running[site]
 	e.mu.Unlock()
@@ -225,100 +235,157 @@ func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (f
 
 var errSuperseded = errors.New("superseded")
 
-func (e *Engine) pipeline(site Site, r *Record, tee io.Writer, p progress, l *log.Logger, fromPush bool) (err error) {
-	ctx := e.hard
-	fail := func(state, why string) error {
-		e.finish(site, r, p, l, state, why)
-		return errors.New(why)
-	}
-	failed := func(step string, err error) error {
-		if e.hard.Err() != nil {
-			return fail(StateInterrupted, step+": interrupted by server shutdown")
-		}
-		return fail(StateFailed, step+": "+err.Error())
-	}
+// fail ends the job with state and reason and returns the reason as error.
+func (e *Engine) fail(j *job, state, why string) error {
+	e.finish(j, state, why)
+	return errors.New(why)
+}
 
-	// Resolve what to deploy.
+// failed ends the job after a step failed: interrupted when the server is
+// stopping, failed otherwise.
+func (e *Engine) failed(j *job, step string, err error) error {
+	if e.hard.Err() != nil {
+		return e.fail(j, StateInterrupted, step+": interrupted by server shutdown")
+	}
+	return e.fail(j, StateFailed, step+": "+err.Error())
+}
+
+func (e *Engine) phase(j *job, phase string) {
+	j.r.Phase = phase
+	if err := saveRecord(e.data, j.r); err != nil {
+		j.l.Error("save deploy record", "err", err)
+	}
+	e.setRunning(j.r)
+}
+
+func (e *Engine) pipeline(j *job, fromPush bool) error {
+	ctx, site, r, p := e.hard, j.site, j.r, j.p
 	if fromPush {
 		tip, err := ResolveCommit(ctx, e.data, site.Name, site.Ref())
 		if err == nil && tip != r.Commit {
 			why := fmt.Sprintf("%s moved to %s after this push; the newer push deploys it", site.Branch, ShortCommit(tip))
-			e.finish(site, r, p, l, StateSuperseded, why)
+			e.finish(j, StateSuperseded, why)
 			return errSuperseded
 		}
 	}
 	if r.Commit == "" {
 		c, err := ResolveCommit(ctx, e.data, site.Name, r.Ref)
 		if err != nil {
-			return failed("resolve", err)
+			return e.failed(j, "resolve", err)
 		}
 		r.Commit = c
 	}
 	live := LiveColor(site.Path)
-	switch r.Strategy {
-	case InPlace:
-		r.Color, r.PrevColor = colorInPlace, live
-	default:
-		r.Color, r.PrevColor = otherColor(live), live
+	r.Color, r.PrevColor = otherColor(live), live
+	if r.Strategy == InPlace {
+		r.Color = colorInPlace
 	}
 	p.step("site %s, commit %s (%s), deploy %s by %s", site.Name, r.Short(), strings.TrimPrefix(r.Ref, "refs/heads/"), r.ID, firstNonEmpty(r.User, "unknown"))
 
 	if err := os.MkdirAll(site.Path, 0o755); err != nil {
-		return failed("prepare site path", err)
+		return e.failed(j, "prepare site path", err)
 	}
-	r.Phase = PhaseCheckout
-	_ = saveRecord(e.data, r)
+	e.phase(j, PhaseCheckout)
 	dir, err := e.checkout(ctx, site, r)
 	if err != nil {
-		return failed("checkout", err)
+		return e.failed(j, "checkout", err)
 	}
 
-	env := commandEnv(map[string]string{
-		"EEVEON_SITE": site.Name, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
-		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_REF": r.Ref, "EEVEON_PATH": dir,
-	})
-	r.Phase = PhaseBuilding
-	_ = saveRecord(e.data, r)
-	e.setRunning(r)
+	env := deployEnv(r, dir)
+	e.phase(j, PhaseBuilding)
 	if site.Build == "" {
 		p.step("no build command; %s holds the commit as is", r.Color)
 	} else {
 		p.step("building %s: %s", r.Color, site.Build)
-		lw := &lineWriter{w: tee, prefix: "    "}
+		lw := &lineWriter{w: j.out, prefix: "    "}
 		err := runShell(ctx, dir, site.Build, env, lw, e.cfg.Deploy.BuildTimeout.Duration)
 		lw.Flush()
 		if err != nil {
-			return failed("build", err)
+			return e.failed(j, "build", err)
 		}
 	}
+	return e.checkAndSwap(j, dir, env)
+}
 
-	r.Phase = PhaseChecking
-	_ = saveRecord(e.data, r)
-	e.setRunning(r)
-	if err := e.healthCheck(ctx, site, r, dir, env, tee, p); err != nil {
-		return failed("health check", err)
+// checkAndSwap health-checks the colour in dir and, only if it passes,
+// makes it live.
+func (e *Engine) checkAndSwap(j *job, dir string, env []string) error {
+	site, r := j.site, j.r
+	e.phase(j, PhaseChecking)
+	if err := e.healthCheck(e.hard, j, dir, env); err != nil {
+		return e.failed(j, "health check", err)
 	}
 	if e.hard.Err() != nil {
-		return fail(StateInterrupted, "interrupted by server shutdown before going live")
+		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
 	}
-
 	if r.Strategy != InPlace {
-		r.Phase = PhaseSwapping
-		if err := saveRecord(e.data, r); err != nil {
-			return failed("record", err)
-		}
+		e.phase(j, PhaseSwapping)
 		if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
-			return failed("swap", err)
+			return e.failed(j, "swap", err)
 		}
 	}
-	p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
-	e.finish(site, r, p, l, StateLive, "")
+	j.p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
+	e.finish(j, StateLive, "")
 	return nil
+}
+
+func deployEnv(r *Record, dir string) []string {
+	return commandEnv(map[string]string{
+		"EEVEON_SITE": r.Site, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
+		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_REF": r.Ref, "EEVEON_PATH": dir,
+	})
+}
+
+// ErrNoRollback is returned when the other colour cannot be swapped back.
+var ErrNoRollback = errors.New("cannot roll back")
+
+// RollbackTarget finds what an instant rollback would put live: the
+// release the inactive colour still holds. It fails when the site is not
+// blue-green, has never swapped, or a later deploy failed or was
+// interrupted in that colour (its files are no longer that release).
+func RollbackTarget(site Site) (Record, error) {
+	live := LiveColor(site.Path)
+	if live != "blue" && live != "green" {
+		return Record{}, fmt.Errorf("%w: %s has no previous colour to swap back to (live: %s)", ErrNoRollback, site.Name, firstNonEmpty(live, "nothing"))
+	}
+	target := otherColor(live)
+	h, err := History(site)
+	if err != nil {
+		return Record{}, err
+	}
+	for i := len(h) - 1; i >= 0; i-- {
+		r := h[i]
+		// Records that never wrote into a colour dir do not count.
+		if r.Color != target || r.State == StateSuperseded || (r.Trigger == "rollback" && r.State != StateLive) {
+			continue
+		}
+		if r.State != StateLive {
+			return Record{}, fmt.Errorf("%w: %s no longer holds a good release (deploy %s %s there); redeploy an older one with rollback --to DEPLOY_ID", ErrNoRollback, target, r.ID, r.State)
+		}
+		if _, err := os.Stat(filepath.Join(site.Path, target)); err != nil {
+			return Record{}, fmt.Errorf("%w: %s is gone from %s", ErrNoRollback, target, site.Path)
+		}
+		return r, nil
+	}
+	return Record{}, fmt.Errorf("%w: %s has never held a release of %s", ErrNoRollback, target, site.Name)
+}
+
+func (e *Engine) instantRollback(j *job) error {
+	prev, err := RollbackTarget(j.site)
+	if err != nil {
+		return e.fail(j, StateFailed, err.Error())
+	}
+	r := j.r
+	r.Commit, r.Ref, r.Color, r.PrevColor, r.Strategy = prev.Commit, prev.Ref, prev.Color, otherColor(prev.Color), BlueGreen
+	j.p.step("rollback of %s: back to %s %s (deploy %s), by %s", j.site.Name, r.Color, r.Short(), prev.ID, firstNonEmpty(r.User, "unknown"))
+	dir := filepath.Join(j.site.Path, r.Color)
+	return e.checkAndSwap(j, dir, deployEnv(r, dir))
 }
 
 // finish records the outcome: the deploy record, the site history, the
 // server log and the last lines the client sees.
-func (e *Engine) finish(site Site, r *Record, p progress, l *log.Logger, state, why string) {
+func (e *Engine) finish(j *job, state, why string) {
+	site, r, p, l := j.site, j.r, j.p, j.l
 	r.State, r.Error, r.Phase = state, why, PhaseFinished
 	r.FinishedAt = time.Now().UTC()
 	if err := saveRecord(e.data, r); err != nil {
@@ -449,7 +516,8 @@ func swapCurrent(sitePath, color, id string) error {
 
 // healthCheck checks the new colour until it passes or the deadline ends,
 // retrying with doubling backoff.
-func (e *Engine) healthCheck(ctx context.Context, site Site, r *Record, dir string, env []string, out io.Writer, p progress) error {
+func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []string) error {
+	site, r, out, p := j.site, j.r, j.out, j.p
 	if site.HealthCmd == "" && site.HealthURL == "" {
 		p.step("no health check configured")
 		return nil

@@ -10,17 +10,18 @@ import (
 // commands maps each subcommand to its implementation. Each returns the
 // process exit status.
 var commands = map[string]func(args []string) int{
-	"init":    runInit,
-	"serve":   runServe,
-	"keys":    runKeys,
-	"site":    runSite,
-	"hook":    runHook,
-	"deploy":  runVerb("deploy"),
-	"status":  runVerb("status"),
-	"history": runVerb("history"),
-	"logs":    runVerb("logs"),
-	"whoami":  runVerb("whoami"),
-	"sites":   runVerb("sites"),
+	"init":     runInit,
+	"serve":    runServe,
+	"keys":     runKeys,
+	"site":     runSite,
+	"hook":     runHook,
+	"deploy":   runVerb("deploy"),
+	"status":   runVerb("status"),
+	"history":  runVerb("history"),
+	"logs":     runVerb("logs"),
+	"rollback": runVerb("rollback"),
+	"whoami":   runVerb("whoami"),
+	"sites":    runVerb("sites"),
 }
 
 const usage = `eeveon: push-to-deploy server
@@ -38,6 +39,7 @@ configuration (works without a running server)
   site list | site show NAME | site rm NAME
 operations (through the running server)
   deploy SITE [--ref REF] [--strategy blue-green|in-place]
+  rollback SITE [--to DEPLOY_ID]          swap back to the previous colour (admin)
   status [SITE] | history SITE [-n N] | logs SITE [DEPLOY_ID] | sites | whoami
 
 Every command takes --data DIR (default $EEVEON_DATA, then ./eeveon-data).

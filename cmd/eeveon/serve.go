@@ -76,8 +76,8 @@ func serve(d deployer.Data, listenFlag string) error {
 			logger.Error("prepare repository", "site", s.Name, "err", err)
 		}
 	}
-	router := &command.Router{Engine: engine, Audit: command.NewAudit(d.AuditLog()), Log: logger.WithPrefix("cmd")}
 	store := keys.Open(d.AuthorizedKeys())
+	router := &command.Router{Engine: engine, Keys: store, Audit: command.NewAudit(d.AuditLog()), Log: logger.WithPrefix("cmd")}
 	if _, problems, err := store.List(); err != nil {
 		logger.Warn("read keys", "err", err)
 	} else {

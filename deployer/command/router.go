@@ -22,6 +22,7 @@ import (
 // Router runs verbs on behalf of an identity.
 type Router struct {
 	Engine *deployer.Engine
+	Keys   *keys.Store
 	Audit  *Audit
 	Log    *log.Logger
 }
@@ -58,17 +59,19 @@ type call struct {
 var verbs map[string]verb
 
 // verbOrder is the order of the help text.
-var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy"}
+var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "keys"}
 
 func init() {
 	verbs = map[string]verb{
-		"help":    {"help", "this text", (*Router).help},
-		"whoami":  {"whoami", "who this key is: user, role, sites", (*Router).whoami},
-		"sites":   {"sites", "the sites this key may see", (*Router).sites},
-		"status":  {"status [SITE]", "live colour and commit, deploys in progress", (*Router).status},
-		"history": {"history SITE [-n N]", "the last N deploys (default 20)", (*Router).history},
-		"logs":    {"logs SITE [DEPLOY_ID]", "the log of a deploy (default: the latest)", (*Router).logs},
-		"deploy":  {"deploy SITE [--ref REF] [--strategy blue-green|in-place]", "redeploy the branch tip (admins: any ref)", (*Router).deploy},
+		"help":     {"help", "this text", (*Router).help},
+		"whoami":   {"whoami", "who this key is: user, role, sites", (*Router).whoami},
+		"sites":    {"sites", "the sites this key may see", (*Router).sites},
+		"status":   {"status [SITE]", "live colour and commit, deploys in progress", (*Router).status},
+		"history":  {"history SITE [-n N]", "the last N deploys (default 20)", (*Router).history},
+		"logs":     {"logs SITE [DEPLOY_ID]", "the log of a deploy (default: the latest)", (*Router).logs},
+		"deploy":   {"deploy SITE [--ref REF] [--strategy blue-green|in-place]", "redeploy the branch tip (admins: any ref)", (*Router).deploy},
+		"rollback": {"rollback SITE [--to DEPLOY_ID]", "swap back to the previous colour, or redeploy an older deploy (admins)", (*Router).rollback},
+		"keys":     {"keys list", "the keys and their roles (admins)", (*Router).keys},
 	}
 }
 
@@ -417,4 +420,71 @@ func (rt *Router) PostReceive(ctx context.Context, id keys.Identity, site string
 		return 1
 	}
 	return 0
+}
+
+func (rt *Router) rollback(c *call) error {
+	fs := c.flags("rollback")
+	to := fs.String("to", "", "")
+	pos, err := c.parse(fs, 1, 1)
+	if err != nil {
+		return err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], keys.VerbRollback)
+	if err != nil {
+		return err
+	}
+	req := deployer.Request{Site: s.Name, User: c.id.User, Fingerprint: c.id.Fingerprint, Trigger: "rollback"}
+	if *to == "" {
+		_, err = rt.Engine.Rollback(c.ctx, req, c.io.Stdout)
+		return err
+	}
+	if err := names.DeployID(*to); err != nil {
+		return err
+	}
+	old, err := deployer.LoadRecord(rt.Engine.Data(), s.Name, *to)
+	if err != nil {
+		return err
+	}
+	if old.Commit == "" {
+		return fmt.Errorf("%w: deploy %s never resolved a commit", deployer.ErrNoRollback, old.ID)
+	}
+	req.Ref = old.Commit
+	_, err = rt.Engine.Deploy(c.ctx, req, c.io.Stdout)
+	return err
+}
+
+// keys lists the key store (admins only); keys are managed on the server
+// with eeveon keys add|rm.
+func (rt *Router) keys(c *call) error {
+	pos, err := c.parse(c.flags("keys"), 1, 1)
+	if err != nil {
+		return err
+	}
+	if pos[0] != "list" {
+		return usagef("usage: %s (add and remove keys on the server: eeveon keys add|rm)", verbs["keys"].usage)
+	}
+	if err := keys.Authorize(c.id, keys.VerbKeys, ""); err != nil {
+		return err
+	}
+	if rt.Keys == nil {
+		return errors.New("no key store")
+	}
+	entries, problems, err := rt.Keys.List()
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(c.io.Stdout)
+	fmt.Fprintf(w, "%-16s  %-8s  %-20s  %-50s  %s\n", "USER", "ROLE", "SITES", "FINGERPRINT", "COMMENT")
+	for _, e := range entries {
+		sites := "*"
+		if len(e.Sites) > 0 {
+			sites = strings.Join(e.Sites, ",")
+		}
+		fmt.Fprintf(w, "%-16s  %-8s  %-20s  %-50s  %s\n", e.User, e.Role, sites, e.Fingerprint(), e.Comment)
+	}
+	for _, p := range problems {
+		fmt.Fprintf(w, "warning: %v (skipped)\n", p)
+	}
+	return w.Flush()
 }
