@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"io"
 	"bytes"
 	"errors"
 	"fmt"
@@ -20,7 +21,8 @@ import (
 // refreshed whenever the file changes on disk, so hand edits take effect
 // without a restart. It is safe for concurrent use.
 type Store struct {
-	path string
+	path  string
+	block bool // only the lines between blockBegin and blockEnd are eeveon's
 
 	wmu sync.Mutex // serialises writers in this process; flock does it across processes
 
@@ -65,7 +67,25 @@ func (s *Store) refresh() {
 		s.problems = []LineError{{Err: s.err}}
 		return
 	}
-	s.entries, s.problems = Parse(f)
+	if s.block {
+		data, err := io.ReadAll(f)
+		if err != nil {
+			s.fi, s.err = nil, fmt.Errorf("read authorized keys: %w", err)
+			s.problems = []LineError{{Err: s.err}}
+			return
+		}
+		lines := splitLines(string(data))
+		pre, inner, _ := splitBlock(lines)
+		s.entries, s.problems = Parse(strings.NewReader(strings.Join(inner, "")))
+		for i := range s.problems {
+			s.problems[i].Line += len(pre) + 1
+		}
+		for i := range s.entries {
+			s.entries[i].Line += len(pre) + 1
+		}
+	} else {
+		s.entries, s.problems = Parse(f)
+	}
 	s.byKey = make(map[string]int, len(s.entries))
 	for i, e := range s.entries {
 		s.byKey[string(e.Key.Marshal())] = i
@@ -228,17 +248,33 @@ func (s *Store) rewrite(edit func(lines []string) []string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	lines := strings.SplitAfter(string(data), "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
+	lines := splitLines(string(data))
+	var out string
+	if s.block {
+		pre, inner, post := splitBlock(lines)
+		inner = edit(slices.Clone(inner))
+		if len(inner) > 0 {
+			inner = append(append([]string{blockBegin}, inner...), blockEnd)
+		}
+		out = strings.Join(slices.Concat(pre, inner, post), "")
 	} else {
-		lines[len(lines)-1] += "\n" // so that an appended line starts on a line of its own
+		out = strings.Join(edit(slices.Clone(lines)), "")
 	}
-	out := strings.Join(edit(slices.Clone(lines)), "")
 	if out == strings.Join(lines, "") {
 		return nil
 	}
 	return writeAtomic(s.path, []byte(out))
+}
+
+// splitLines splits file content into lines that keep their "\n"; a last
+// line without one gets one, so that an appended line starts on its own.
+func splitLines(data string) []string {
+	lines := strings.SplitAfter(data, "\n")
+	if lines[len(lines)-1] == "" {
+		return lines[:len(lines)-1]
+	}
+	lines[len(lines)-1] += "\n"
+	return lines
 }
 
 // writeAtomic replaces path with data (mode 0600) so that a reader sees

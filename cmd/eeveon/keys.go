@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -43,7 +45,9 @@ func keysAdd(args []string) int {
 	user := fs.String("user", "", "user name")
 	role := fs.String("role", "", "admin or deployer")
 	sites := fs.String("sites", "", "comma-separated sites a deployer may use (default: all)")
-	use := "keys add --user NAME --role admin|deployer [--sites a,b] FILE|-"
+	openssh := fs.Bool("openssh", false, "also write the key as a forced command into an OpenSSH authorized_keys")
+	akPath := fs.String("authorized-keys", "", "the OpenSSH authorized_keys file (default: ~/.ssh/authorized_keys of the invoking user)")
+	use := "keys add --user NAME --role admin|deployer [--sites a,b] [--openssh [--authorized-keys PATH]] FILE|-"
 	pos, code := parse(fs, args, 1, 1, use)
 	if code >= 0 {
 		return code
@@ -95,6 +99,16 @@ func keysAdd(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	if *openssh {
+		path, err := opensshFile(*akPath)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := keys.OpenOpenSSH(path).Add(e, shellCommand(d)); err != nil {
+			return fail(fmt.Errorf("%s: %w", path, err))
+		}
+		fmt.Printf("wrote the forced command for %s into %s\n", *user, path)
+	}
 	verb := "added"
 	if updated {
 		verb = "updated"
@@ -136,9 +150,24 @@ func keysList(args []string) int {
 	return 0
 }
 
+// opensshFile is the OpenSSH authorized_keys to edit: the given path, or
+// ~/.ssh/authorized_keys of the invoking user.
+func opensshFile(path string) (string, error) {
+	if path != "" {
+		return filepath.Abs(path)
+	}
+	u, err := user.Current()
+	if err != nil || u.HomeDir == "" {
+		return "", errors.New("cannot find your home directory; give --authorized-keys PATH")
+	}
+	return filepath.Join(u.HomeDir, ".ssh", "authorized_keys"), nil
+}
+
 func keysRm(args []string) int {
 	fs, data := flagSet("keys rm")
-	pos, code := parse(fs, args, 1, 1, "keys rm USER|FINGERPRINT")
+	openssh := fs.Bool("openssh", false, "also remove it from an OpenSSH authorized_keys")
+	akPath := fs.String("authorized-keys", "", "the OpenSSH authorized_keys file (default: ~/.ssh/authorized_keys)")
+	pos, code := parse(fs, args, 1, 1, "keys rm [--openssh [--authorized-keys PATH]] USER|FINGERPRINT")
 	if code >= 0 {
 		return code
 	}
@@ -147,6 +176,19 @@ func keysRm(args []string) int {
 		return fail(err)
 	}
 	n, err := keys.Open(d.AuthorizedKeys()).Remove(pos[0])
+	if *openssh {
+		path, perr := opensshFile(*akPath)
+		if perr != nil {
+			return fail(perr)
+		}
+		m, oerr := keys.OpenOpenSSH(path).Remove(pos[0])
+		if oerr == nil {
+			fmt.Printf("removed %d key(s) matching %s from %s\n", m, pos[0], path)
+			if errors.Is(err, keys.ErrNotFound) {
+				return 0
+			}
+		}
+	}
 	if err != nil {
 		return fail(err)
 	}

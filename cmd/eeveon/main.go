@@ -15,6 +15,8 @@ var commands = map[string]func(args []string) int{
 	"keys":     runKeys,
 	"site":     runSite,
 	"hook":     runHook,
+	"hooks":    runHooks,
+	"shell":    runShellCmd,
 	"deploy":   runVerb("deploy"),
 	"status":   runVerb("status"),
 	"history":  runVerb("history"),

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+
+	"github.com/eeveon/eeveon/deployer/names"
+	"github.com/eeveon/eeveon/keys"
 
 	"github.com/charmbracelet/log"
 
@@ -72,4 +76,76 @@ func runHook(args []string) int {
 		gitDir = "."
 	}
 	return hooks.PostReceive(d, gitDir, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runShellCmd is `eeveon shell`, the forced command of an OpenSSH
+// authorized_keys line written by `eeveon keys add --openssh`.
+func runShellCmd(args []string) int {
+	fs, data := flagSet("shell")
+	user := fs.String("user", "", "")
+	role := fs.String("role", "", "")
+	sites := fs.String("sites", "", "")
+	if _, code := parse(fs, args, 0, 0, "shell --user NAME --role ROLE [--sites a,b] (an OpenSSH forced command)"); code >= 0 {
+		return code
+	}
+	r, err := keys.ParseRole(*role)
+	if err != nil {
+		return fail(err)
+	}
+	if err := names.User(*user); err != nil {
+		return fail(err)
+	}
+	id := keys.Identity{User: *user, Role: r, Remote: hooks.RemoteFromEnv(), Source: "openssh"}
+	if *sites != "" {
+		for _, s := range strings.Split(*sites, ",") {
+			if err := names.Site(s); err != nil {
+				return fail(err)
+			}
+			id.Sites = append(id.Sites, s)
+		}
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	return hooks.Shell(context.Background(), d, id, os.Getenv("SSH_ORIGINAL_COMMAND"), os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runHooks is `eeveon hooks install [SITE]`: (re)write the post-receive
+// hook of one site's bare repository, or of all, keeping a hook of the
+// user's own as post-receive.local.
+func runHooks(args []string) int {
+	if len(args) == 0 || args[0] != "install" {
+		return usageFail("usage: eeveon hooks install [SITE]")
+	}
+	fs, data := flagSet("hooks install")
+	pos, code := parse(fs, args[1:], 0, 1, "hooks install [SITE]")
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	var sites []deployer.Site
+	if len(pos) == 1 {
+		s, err := deployer.LoadSite(d, pos[0])
+		if err != nil {
+			return fail(err)
+		}
+		sites = []deployer.Site{s}
+	} else {
+		var errs []error
+		sites, errs = deployer.ListSites(d)
+		for _, err := range errs {
+			fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+		}
+	}
+	for _, s := range sites {
+		if err := deployer.EnsureRepo(d, s.Name, exe()); err != nil {
+			return fail(err)
+		}
+		fmt.Printf("installed post-receive hook in %s\n", d.Repo(s.Name))
+	}
+	return 0
 }
