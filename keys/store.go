@@ -1,10 +1,10 @@
 package keys
 
 import (
-	"io"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
