@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -49,7 +50,20 @@ type Site struct {
 	HealthCmd string   `toml:"health_cmd,omitempty"`
 	HealthURL string   `toml:"health_url,omitempty"`
 	Strategy  Strategy `toml:"strategy"`
+
+	// Poll, when set, is a remote URL (anything git understands) that the
+	// server watches instead of waiting for pushes.
+	Poll         string   `toml:"poll,omitempty"`
+	PollInterval Duration `toml:"poll_interval,omitempty"`
+	// PollSSHKey and PollKnownHosts authenticate an ssh:// remote: a
+	// deploy key (private key file) and the known_hosts file to check the
+	// remote's host key against.
+	PollSSHKey     string `toml:"poll_ssh_key,omitempty"`
+	PollKnownHosts string `toml:"poll_known_hosts,omitempty"`
 }
+
+// DefaultPollInterval is how often a polled site's remote is checked.
+const DefaultPollInterval = 60 * time.Second
 
 // Validate checks a site definition and fills defaults that depend on
 // the data dir. Relative paths are resolved against the data dir here, once.
@@ -79,6 +93,25 @@ func (s *Site) Validate(d Data) error {
 	}
 	if _, err := ParseStrategy(string(s.Strategy)); err != nil {
 		return fmt.Errorf("site %s: %w", s.Name, err)
+	}
+	if s.Poll == "" && (s.PollSSHKey != "" || s.PollKnownHosts != "" || s.PollInterval.Duration != 0) {
+		return fmt.Errorf("site %s: poll_interval, poll_ssh_key and poll_known_hosts need poll (a remote URL)", s.Name)
+	}
+	if s.Poll != "" {
+		if strings.HasPrefix(s.Poll, "-") || strings.ContainsAny(s.Poll, "\x00\n\r") {
+			return fmt.Errorf("site %s: poll URL %q is not a git remote URL", s.Name, s.Poll)
+		}
+		if s.PollInterval.Duration == 0 {
+			s.PollInterval.Duration = DefaultPollInterval
+		}
+		if s.PollInterval.Duration < time.Second {
+			return fmt.Errorf("site %s: poll interval %s is below the minimum of 1s", s.Name, s.PollInterval.Duration)
+		}
+		for _, p := range []*string{&s.PollSSHKey, &s.PollKnownHosts} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(d.Dir, *p)
+			}
+		}
 	}
 	if s.HealthURL != "" {
 		u, err := url.Parse(strings.NewReplacer("{color}", "blue", "{path}", "x").Replace(s.HealthURL))

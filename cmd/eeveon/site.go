@@ -55,7 +55,11 @@ func siteAdd(args []string) int {
 	fs.StringVar(&s.HealthCmd, "health-cmd", "", "health check command (in the new colour's directory)")
 	fs.StringVar(&s.HealthURL, "health-url", "", "health check URL ({color} and {path} are replaced)")
 	strategy := fs.String("strategy", string(deployer.BlueGreen), "blue-green or in-place")
-	pos, code := parse(fs, args, 1, 1, "site add NAME [--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place]")
+	fs.StringVar(&s.Poll, "poll", "", "watch this remote URL and deploy when the branch moves")
+	fs.DurationVar(&s.PollInterval.Duration, "interval", 0, "poll interval (default 60s)")
+	fs.StringVar(&s.PollSSHKey, "poll-ssh-key", "", "private key file for an ssh:// poll URL")
+	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", "", "known_hosts file for an ssh:// poll URL")
+	pos, code := parse(fs, args, 1, 1, "site add NAME [--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--poll URL [--interval 60s]]")
 	if code >= 0 {
 		return code
 	}
@@ -71,7 +75,11 @@ func siteAdd(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Printf("added site %s: push branch %s to %s\n", s.Name, s.Branch, pushURL(d, s.Name))
+	if s.Poll != "" {
+		fmt.Printf("added site %s: the server polls %s every %s and deploys branch %s when it moves\n", s.Name, s.Poll, s.PollInterval.Duration, s.Branch)
+	} else {
+		fmt.Printf("added site %s: push branch %s to %s\n", s.Name, s.Branch, pushURL(d, s.Name))
+	}
 	fmt.Printf("  strategy %s, path %s\n", s.Strategy, s.Path)
 	return 0
 }
@@ -125,6 +133,9 @@ func siteShow(args []string) int {
 	fmt.Printf("name:       %s\nbranch:     %s\nstrategy:   %s\npath:       %s\nbuild:      %s\nhealth cmd: %s\nhealth url: %s\nrepository: %s\npush URL:   %s\nlive:       %s\n",
 		s.Name, s.Branch, s.Strategy, s.Path, firstNonEmpty(s.Build, "-"), firstNonEmpty(s.HealthCmd, "-"),
 		firstNonEmpty(s.HealthURL, "-"), d.Repo(s.Name), pushURL(d, s.Name), firstNonEmpty(deployer.LiveColor(s.Path), "-"))
+	if s.Poll != "" {
+		fmt.Printf("poll:       %s every %s\n", s.Poll, s.PollInterval.Duration)
+	}
 	return 0
 }
 
