@@ -3,6 +3,7 @@ package deployer
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,20 @@ func LoadConfig(d Data) (Config, error) {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
+}
+
+// SSHHint is the host and port users reach the SSH server at, for the
+// commands eeveon prints (public_host, else listen).
+func (c Config) SSHHint() (host, port string) {
+	addr := c.PublicHost
+	if addr == "" {
+		addr = c.Listen
+	}
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, "22"
+	}
+	return h, p
 }
 
 // Validate checks values that TOML types cannot.

@@ -45,6 +45,7 @@ type Engine struct {
 	mu      sync.Mutex
 	locks   map[string]chan struct{}
 	running map[string]Record
+	pending map[string]Record // deploys waiting for approval, by site
 	closing bool
 	wg      sync.WaitGroup
 
@@ -60,7 +61,8 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	return &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		hard: hard, hardCancel: cancel,
+		pending: map[string]Record{},
+		hard:    hard, hardCancel: cancel,
 	}
 }
 
@@ -152,19 +154,29 @@ type job struct {
 	out  io.Writer // the client and the deploy log
 	p    progress
 	l    *log.Logger
+	// approved is set when an admin's approval is being carried out.
+	approved bool
+}
+
+// begin registers work with the engine unless it is shutting down.
+func (e *Engine) begin() (done func(), err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return nil, ErrShuttingDown
+	}
+	e.wg.Add(1)
+	return e.wg.Done, nil
 }
 
 // run does what every deploy shares: the record, the log, the site lock,
 // then body under the lock.
 func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(*job) error) (Record, error) {
-	e.mu.Lock()
-	if e.closing {
-		e.mu.Unlock()
-		return Record{}, ErrShuttingDown
+	done, err := e.begin()
+	if err != nil {
+		return Record{}, err
 	}
-	e.wg.Add(1)
-	e.mu.Unlock()
-	defer e.wg.Done()
+	defer done()
 
 	site, err := LoadSite(e.data, req.Site)
 	if err != nil {
@@ -275,6 +287,12 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 		}
 		r.Commit = c
 	}
+	if site.Approval && r.Strategy == InPlace {
+		return e.fail(j, StateFailed, "in-place deploys cannot wait for approval; use the blue-green strategy")
+	}
+	// The new build goes into the inactive colour, where a deploy waiting
+	// for approval sits: that deploy can no longer be approved.
+	e.supersedePending(j)
 	live := LiveColor(site.Path)
 	r.Color, r.PrevColor = otherColor(live), live
 	if r.Strategy == InPlace {
@@ -317,6 +335,9 @@ func (e *Engine) checkAndSwap(j *job, dir string, env []string) error {
 	}
 	if e.hard.Err() != nil {
 		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
+	}
+	if site.Approval && !j.approved && r.Trigger != "rollback" {
+		return e.awaitApproval(j)
 	}
 	if r.Strategy != InPlace {
 		e.phase(j, PhaseSwapping)
@@ -397,6 +418,13 @@ func (e *Engine) finish(j *job, state, why string) {
 		}
 	}
 	e.setRunning(r)
+	e.mu.Lock()
+	if state == StatePendingApproval {
+		e.pending[site.Name] = *r
+	} else if p, ok := e.pending[site.Name]; ok && p.ID == r.ID {
+		delete(e.pending, site.Name)
+	}
+	e.mu.Unlock()
 	switch state {
 	case StateLive:
 		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
@@ -404,6 +432,15 @@ func (e *Engine) finish(j *job, state, why string) {
 	case StateSuperseded:
 		l.Info("deploy superseded", "why", why)
 		p.step("superseded: %s", why)
+	case StatePendingApproval:
+		l.Info("deploy awaiting approval", "commit", r.Short(), "color", r.Color, "expires", r.ExpiresAt)
+		host, port := e.cfg.SSHHint()
+		p.step("awaiting approval: ssh -p %s deploy@%s approve %s %s", port, host, site.Name, r.ID)
+		p.step("%s %s is built and healthy on %s; the approval expires at %s (reject: ssh -p %s deploy@%s reject %s)",
+			site.Name, r.Short(), r.Color, r.ExpiresAt.Format(time.RFC3339), port, host, site.Name)
+	case StateRejected, StateExpired:
+		l.Info("deploy "+state, "why", why)
+		p.step("%s: %s; %s stays on %s", state, why, site.Name, firstNonEmpty(LiveColor(site.Path), "nothing"))
 	default:
 		l.Warn("deploy "+state, "why", why)
 		stays := "has no live release yet"

@@ -25,6 +25,10 @@ const (
 	StateFailed      = "failed"
 	StateInterrupted = "interrupted"
 	StateSuperseded  = "superseded"
+	// StatePendingApproval: built and healthy, waiting for an admin.
+	StatePendingApproval = "pending_approval"
+	StateRejected        = "rejected"
+	StateExpired         = "expired"
 )
 
 // Phases of a running deploy.
@@ -61,6 +65,10 @@ type Record struct {
 	StartedAt   time.Time `json:"started_at"`
 	FinishedAt  time.Time `json:"finished_at"`
 	Error       string    `json:"error"`
+	// ExpiresAt is when a pending approval lapses.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// ApprovedBy is who approved (or rejected) a deploy that needed it.
+	ApprovedBy string `json:"approved_by,omitempty"`
 }
 
 // Short is the abbreviated commit id.

@@ -24,6 +24,14 @@ func (e *Engine) Recover() {
 		}
 		for i := range recs {
 			r := &recs[i]
+			if r.State == StatePendingApproval {
+				// Still waiting; the newest wins (older ones cannot exist
+				// unless a crash came between two writes).
+				e.mu.Lock()
+				e.pending[site.Name] = *r
+				e.mu.Unlock()
+				continue
+			}
 			if r.State != StateRunning {
 				continue
 			}
@@ -42,6 +50,9 @@ func (e *Engine) Recover() {
 			}
 			e.log.Warn("recovered deploy", "site", site.Name, "deploy", r.ID, "state", state)
 		}
+		if p, ok := e.Pending(site.Name); ok {
+			e.log.Info("deploy waiting for approval", "site", site.Name, "deploy", p.ID, "expires", p.ExpiresAt)
+		}
 		ents, _ := os.ReadDir(site.Path)
 		for _, ent := range ents {
 			if n := ent.Name(); strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, currentTmpName) {
@@ -57,6 +68,7 @@ type SiteStatus struct {
 	LiveColor string  // blue, green, in-place or "" (never deployed)
 	Live      *Record // the deploy that put the live colour live
 	Running   *Record // a deploy in progress
+	Pending   *Record // a deploy waiting for approval
 }
 
 // Status reports a site's live colour and commit and any deploy in
@@ -74,6 +86,9 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 	}
 	if r, ok := e.Running(name); ok {
 		st.Running = &r
+	}
+	if r, ok := e.Pending(name); ok {
+		st.Pending = &r
 	}
 	return st, nil
 }

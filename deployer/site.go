@@ -51,6 +51,13 @@ type Site struct {
 	HealthURL string   `toml:"health_url,omitempty"`
 	Strategy  Strategy `toml:"strategy"`
 
+	// Approval makes a deploy stop in pending_approval after its health
+	// check until an admin approves it, for ApprovalTimeout (default 1h).
+	Approval        bool     `toml:"approval,omitempty"`
+	ApprovalTimeout Duration `toml:"approval_timeout,omitempty"`
+	// RequireOtherApprover refuses an approval by the user who pushed.
+	RequireOtherApprover bool `toml:"require_other_approver,omitempty"`
+
 	// Poll, when set, is a remote URL (anything git understands) that the
 	// server watches instead of waiting for pushes.
 	Poll         string   `toml:"poll,omitempty"`
@@ -61,6 +68,9 @@ type Site struct {
 	PollSSHKey     string `toml:"poll_ssh_key,omitempty"`
 	PollKnownHosts string `toml:"poll_known_hosts,omitempty"`
 }
+
+// DefaultApprovalTimeout is how long a deploy waits for approval.
+const DefaultApprovalTimeout = time.Hour
 
 // DefaultPollInterval is how often a polled site's remote is checked.
 const DefaultPollInterval = 60 * time.Second
@@ -93,6 +103,12 @@ func (s *Site) Validate(d Data) error {
 	}
 	if _, err := ParseStrategy(string(s.Strategy)); err != nil {
 		return fmt.Errorf("site %s: %w", s.Name, err)
+	}
+	if s.Approval && s.ApprovalTimeout.Duration == 0 {
+		s.ApprovalTimeout.Duration = DefaultApprovalTimeout
+	}
+	if !s.Approval && (s.ApprovalTimeout.Duration != 0 || s.RequireOtherApprover) {
+		return fmt.Errorf("site %s: approval_timeout and require_other_approver need approval = true", s.Name)
 	}
 	if s.Poll == "" && (s.PollSSHKey != "" || s.PollKnownHosts != "" || s.PollInterval.Duration != 0) {
 		return fmt.Errorf("site %s: poll_interval, poll_ssh_key and poll_known_hosts need poll (a remote URL)", s.Name)

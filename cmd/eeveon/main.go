@@ -22,6 +22,8 @@ var commands = map[string]func(args []string) int{
 	"history":  runVerb("history"),
 	"logs":     runVerb("logs"),
 	"rollback": runVerb("rollback"),
+	"approve":  runVerb("approve"),
+	"reject":   runVerb("reject"),
 	"whoami":   runVerb("whoami"),
 	"sites":    runVerb("sites"),
 }
@@ -42,6 +44,7 @@ configuration (works without a running server)
 operations (through the running server)
   deploy SITE [--ref REF] [--strategy blue-green|in-place]
   rollback SITE [--to DEPLOY_ID]          swap back to the previous colour (admin)
+  approve SITE [DEPLOY_ID] | reject SITE [DEPLOY_ID]   decide a deploy waiting for approval (admin)
   status [SITE] | history SITE [-n N] | logs SITE [DEPLOY_ID] | sites | whoami
 
 Every command takes --data DIR (default $EEVEON_DATA, then ./eeveon-data).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -88,6 +89,19 @@ func serve(d deployer.Data, listenFlag string) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Pending approvals expire on time, also those found at start.
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			engine.ExpirePending(time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	ctl := &control.Server{
 		Path: d.Socket(), AdminGroup: cfg.AdminGroup, Log: logger.WithPrefix("control"),
 		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) int {

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"os"
 	"text/tabwriter"
 
+	"github.com/eeveon/eeveon/deployer/command"
+
 	"github.com/eeveon/eeveon/deployer"
 )
 
-const siteUsage = "site add NAME [flags] | site list | site show NAME | site rm NAME"
+const siteUsage = "site add NAME [flags] | site set NAME [flags] | site list | site show NAME | site rm NAME"
 
 func runSite(args []string) int {
 	if len(args) == 0 {
@@ -22,6 +25,8 @@ func runSite(args []string) int {
 		return siteList(args[1:])
 	case "show":
 		return siteShow(args[1:])
+	case "set":
+		return siteSet(args[1:])
 	case "rm", "remove":
 		return siteRm(args[1:])
 	}
@@ -46,20 +51,34 @@ func pushURL(d deployer.Data, site string) string {
 	return "ssh://deploy@" + host + "/" + site
 }
 
+// siteFlags binds the site settings to fs, each defaulting to s's current
+// value, so that add starts from the defaults and set from the site as is.
+func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
+	fs.StringVar(&s.Branch, "branch", s.Branch, "branch that deploys")
+	fs.StringVar(&s.Path, "path", s.Path, "site directory (default <data>/sites/NAME)")
+	fs.StringVar(&s.Build, "build", s.Build, "build command (sh -c, in the new colour's directory)")
+	fs.StringVar(&s.HealthCmd, "health-cmd", s.HealthCmd, "health check command (in the new colour's directory)")
+	fs.StringVar(&s.HealthURL, "health-url", s.HealthURL, "health check URL ({color} and {path} are replaced)")
+	fs.Func("strategy", "blue-green or in-place", func(v string) (err error) {
+		s.Strategy, err = deployer.ParseStrategy(v)
+		return err
+	})
+	fs.BoolVar(&s.Approval, "approval", s.Approval, "deploys wait for an admin's approval before going live")
+	fs.DurationVar(&s.ApprovalTimeout.Duration, "approval-timeout", s.ApprovalTimeout.Duration, "how long a deploy waits for approval (default 1h)")
+	fs.BoolVar(&s.RequireOtherApprover, "require-other-approver", s.RequireOtherApprover, "refuse an approval by the user who pushed")
+	fs.StringVar(&s.Poll, "poll", s.Poll, "watch this remote URL and deploy when the branch moves")
+	fs.DurationVar(&s.PollInterval.Duration, "interval", s.PollInterval.Duration, "poll interval (default 60s)")
+	fs.StringVar(&s.PollSSHKey, "poll-ssh-key", s.PollSSHKey, "private key file for an ssh:// poll URL")
+	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", s.PollKnownHosts, "known_hosts file for an ssh:// poll URL")
+}
+
+const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
+
 func siteAdd(args []string) int {
 	fs, data := flagSet("site add")
-	var s deployer.Site
-	fs.StringVar(&s.Branch, "branch", "main", "branch that deploys")
-	fs.StringVar(&s.Path, "path", "", "site directory (default <data>/sites/NAME)")
-	fs.StringVar(&s.Build, "build", "", "build command (sh -c, in the new colour's directory)")
-	fs.StringVar(&s.HealthCmd, "health-cmd", "", "health check command (in the new colour's directory)")
-	fs.StringVar(&s.HealthURL, "health-url", "", "health check URL ({color} and {path} are replaced)")
-	strategy := fs.String("strategy", string(deployer.BlueGreen), "blue-green or in-place")
-	fs.StringVar(&s.Poll, "poll", "", "watch this remote URL and deploy when the branch moves")
-	fs.DurationVar(&s.PollInterval.Duration, "interval", 0, "poll interval (default 60s)")
-	fs.StringVar(&s.PollSSHKey, "poll-ssh-key", "", "private key file for an ssh:// poll URL")
-	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", "", "known_hosts file for an ssh:// poll URL")
-	pos, code := parse(fs, args, 1, 1, "site add NAME [--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--poll URL [--interval 60s]]")
+	s := deployer.Site{Branch: "main", Strategy: deployer.BlueGreen}
+	siteFlags(fs, &s)
+	pos, code := parse(fs, args, 1, 1, "site add NAME "+siteFlagsUsage)
 	if code >= 0 {
 		return code
 	}
@@ -68,9 +87,6 @@ func siteAdd(args []string) int {
 		return fail(err)
 	}
 	s.Name = pos[0]
-	if s.Strategy, err = deployer.ParseStrategy(*strategy); err != nil {
-		return fail(err)
-	}
 	s, err = deployer.SaveSite(d, s, true, exe())
 	if err != nil {
 		return fail(err)
@@ -81,6 +97,46 @@ func siteAdd(args []string) int {
 		fmt.Printf("added site %s: push branch %s to %s\n", s.Name, s.Branch, pushURL(d, s.Name))
 	}
 	fmt.Printf("  strategy %s, path %s\n", s.Strategy, s.Path)
+	if s.Approval {
+		fmt.Printf("  deploys wait up to %s for an admin's approval\n", s.ApprovalTimeout.Duration)
+	}
+	return 0
+}
+
+// siteSet changes the given settings of an existing site.
+func siteSet(args []string) int {
+	use := "site set NAME " + siteFlagsUsage
+	fs, data := flagSet("site set")
+	var scratch deployer.Site
+	siteFlags(fs, &scratch)
+	pos, code := parse(fs, args, 1, 1, use)
+	if code >= 0 {
+		return code
+	}
+	d, err := openData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := deployer.LoadSite(d, pos[0])
+	if err != nil {
+		return fail(err)
+	}
+	// Parse again, now onto the site as it is: only the flags given change it.
+	fs2, _ := flagSet("site set")
+	siteFlags(fs2, &s)
+	if _, err := command.ParseFlags(fs2, args); err != nil {
+		return usageFail("site set: %v", err)
+	}
+	if !s.Approval {
+		s.ApprovalTimeout.Duration, s.RequireOtherApprover = 0, false
+	}
+	if s.Poll == "" {
+		s.PollInterval.Duration, s.PollSSHKey, s.PollKnownHosts = 0, "", ""
+	}
+	if s, err = deployer.SaveSite(d, s, false, exe()); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("updated site %s\n", s.Name)
 	return 0
 }
 
@@ -135,6 +191,9 @@ func siteShow(args []string) int {
 		firstNonEmpty(s.HealthURL, "-"), d.Repo(s.Name), pushURL(d, s.Name), firstNonEmpty(deployer.LiveColor(s.Path), "-"))
 	if s.Poll != "" {
 		fmt.Printf("poll:       %s every %s\n", s.Poll, s.PollInterval.Duration)
+	}
+	if s.Approval {
+		fmt.Printf("approval:   required, expires after %s%s\n", s.ApprovalTimeout.Duration, map[bool]string{true: ", by another admin than the pusher"}[s.RequireOtherApprover])
 	}
 	return 0
 }

@@ -59,7 +59,7 @@ type call struct {
 var verbs map[string]verb
 
 // verbOrder is the order of the help text.
-var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "keys"}
+var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "approve", "reject", "keys"}
 
 func init() {
 	verbs = map[string]verb{
@@ -71,6 +71,8 @@ func init() {
 		"logs":     {"logs SITE [DEPLOY_ID]", "the log of a deploy (default: the latest)", (*Router).logs},
 		"deploy":   {"deploy SITE [--ref REF] [--strategy blue-green|in-place]", "redeploy the branch tip (admins: any ref)", (*Router).deploy},
 		"rollback": {"rollback SITE [--to DEPLOY_ID]", "swap back to the previous colour, or redeploy an older deploy (admins)", (*Router).rollback},
+		"approve":  {"approve SITE [DEPLOY_ID]", "put the deploy waiting for approval live (admins)", (*Router).approve},
+		"reject":   {"reject SITE [DEPLOY_ID]", "discard the deploy waiting for approval (admins)", (*Router).reject},
 		"keys":     {"keys list", "the keys and their roles (admins)", (*Router).keys},
 	}
 }
@@ -252,6 +254,10 @@ func (rt *Router) status(c *call) error {
 				strings.TrimPrefix(st.Live.Ref, "refs/heads/"), st.Live.FinishedAt.Format(time.RFC3339), st.Live.User, st.Live.ID)
 		default:
 			fmt.Fprintf(w, "  live:     %s (no deploy record)\n", st.LiveColor)
+		}
+		if st.Pending != nil {
+			fmt.Fprintf(w, "  pending:  deploy %s of %s on %s by %s awaits approval until %s (approve %s %s)\n", st.Pending.ID, st.Pending.Short(),
+				st.Pending.Color, st.Pending.User, st.Pending.ExpiresAt.Format(time.RFC3339), s.Name, st.Pending.ID)
 		}
 		if st.Running != nil {
 			fmt.Fprintf(w, "  running:  deploy %s of %s, %s for %s\n", st.Running.ID, firstOr(st.Running.Short(), "?"), st.Running.Phase, st.Running.Duration())
@@ -487,4 +493,34 @@ func (rt *Router) keys(c *call) error {
 		fmt.Fprintf(w, "warning: %v (skipped)\n", p)
 	}
 	return w.Flush()
+}
+
+func (rt *Router) approve(c *call) error {
+	return rt.decide(c, "approve", keys.VerbApprove, rt.Engine.Approve)
+}
+
+func (rt *Router) reject(c *call) error {
+	return rt.decide(c, "reject", keys.VerbReject, rt.Engine.Reject)
+}
+
+func (rt *Router) decide(c *call, name string, v keys.Verb,
+	act func(ctx context.Context, site, id, user string, out io.Writer) (deployer.Record, error)) error {
+	pos, err := c.parse(c.flags(name), 1, 2)
+	if err != nil {
+		return err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], v)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if len(pos) == 2 {
+		if err := names.DeployID(pos[1]); err != nil {
+			return err
+		}
+		id = pos[1]
+	}
+	_, err = act(c.ctx, s.Name, id, c.id.User, c.io.Stdout)
+	return err
 }

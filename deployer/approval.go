@@ -1,0 +1,154 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Approval errors.
+var (
+	ErrNothingPending = errors.New("nothing is waiting for approval")
+	ErrApproval       = errors.New("cannot approve")
+)
+
+// awaitApproval ends a built, healthy deploy in pending_approval instead
+// of swapping. Its colour stays as built until it is approved, rejected,
+// expires or a newer deploy supersedes it.
+func (e *Engine) awaitApproval(j *job) error {
+	exp := time.Now().UTC().Add(j.site.ApprovalTimeout.Duration)
+	j.r.ExpiresAt = &exp
+	e.finish(j, StatePendingApproval, "")
+	return nil
+}
+
+// Pending is the deploy waiting for approval on a site, if any.
+func (e *Engine) Pending(site string) (Record, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.pending[site]
+	return r, ok
+}
+
+// supersedePending ends the site's pending deploy, if any, because j
+// builds into its colour. The site lock is held.
+func (e *Engine) supersedePending(j *job) {
+	old, ok := e.Pending(j.site.Name)
+	if !ok {
+		return
+	}
+	oj, closeLog, err := e.resume(j.site, old, j.out)
+	if err != nil {
+		j.l.Error("supersede pending deploy", "deploy", old.ID, "err", err)
+		return
+	}
+	defer closeLog()
+	e.finish(oj, StateSuperseded, fmt.Sprintf("deploy %s (%s) replaces it", j.r.ID, firstNonEmpty(j.r.Short(), j.r.Ref)))
+}
+
+// resume makes a job of an existing record, appending to its log; out
+// also receives the output.
+func (e *Engine) resume(site Site, r Record, out io.Writer) (*job, func(), error) {
+	logf, err := os.OpenFile(LogPath(e.data, site.Name, r.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open deploy log: %w", err)
+	}
+	tee := &teeWriter{log: logf, client: out}
+	rec := r
+	return &job{site: site, r: &rec, out: tee, p: progress{tee}, l: e.log.With("site", site.Name, "deploy", r.ID)},
+		func() { logf.Close() }, nil
+}
+
+// decide takes the site lock and hands the pending deploy (the one named
+// by id, if given) to act. Expired deploys are expired on the way.
+func (e *Engine) decide(ctx context.Context, name, id string, out io.Writer, act func(*job) error) (Record, error) {
+	done, err := e.begin()
+	if err != nil {
+		return Record{}, err
+	}
+	defer done()
+	site, err := LoadSite(e.data, name)
+	if err != nil {
+		return Record{}, err
+	}
+	unlock, err := e.lock(ctx, name)
+	if err != nil {
+		return Record{}, err
+	}
+	defer unlock()
+	pending, ok := e.Pending(name)
+	if id != "" && (!ok || pending.ID != id) {
+		r, err := LoadRecord(e.data, name, id)
+		if err != nil {
+			return Record{}, err
+		}
+		return r, fmt.Errorf("%w: deploy %s is %s, not waiting for approval", ErrApproval, id, r.State)
+	}
+	if !ok {
+		return Record{}, fmt.Errorf("%w on %s", ErrNothingPending, name)
+	}
+	j, closeLog, err := e.resume(site, pending, out)
+	if err != nil {
+		return pending, err
+	}
+	defer closeLog()
+	if time.Now().After(*pending.ExpiresAt) {
+		e.finish(j, StateExpired, "the approval window ended at "+pending.ExpiresAt.Format(time.RFC3339))
+		return *j.r, fmt.Errorf("%w: deploy %s expired at %s", ErrApproval, pending.ID, pending.ExpiresAt.Format(time.RFC3339))
+	}
+	err = act(j)
+	return *j.r, err
+}
+
+// Approve puts the deploy waiting on a site live, after checking its
+// health again, and records who approved it. id, when given, must name the
+// pending deploy: an approval never releases a newer one than the approver
+// saw.
+func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writer) (Record, error) {
+	return e.decide(ctx, site, id, out, func(j *job) error {
+		if j.site.RequireOtherApprover && j.r.User == user {
+			return fmt.Errorf("%w: %s pushed deploy %s and this site requires another admin to approve it", ErrApproval, user, j.r.ID)
+		}
+		j.approved = true
+		j.r.ApprovedBy = user
+		j.r.State = StateRunning
+		j.p.step("approved by %s: %s %s on %s (deploy %s by %s)", user, j.site.Name, j.r.Short(), j.r.Color, j.r.ID, j.r.User)
+		dir := filepath.Join(j.site.Path, j.r.Color)
+		return e.checkAndSwap(j, dir, deployEnv(j.r, dir))
+	})
+}
+
+// Reject discards the deploy waiting on a site.
+func (e *Engine) Reject(ctx context.Context, site, id, user string, out io.Writer) (Record, error) {
+	return e.decide(ctx, site, id, out, func(j *job) error {
+		j.r.ApprovedBy = user
+		e.finish(j, StateRejected, "rejected by "+user)
+		return nil
+	})
+}
+
+// ExpirePending expires every pending deploy past its deadline. The
+// daemon calls it on a timer; a site busy with a deploy is left for the
+// next sweep.
+func (e *Engine) ExpirePending(now time.Time) {
+	e.mu.Lock()
+	var due []Record
+	for _, r := range e.pending {
+		if r.ExpiresAt != nil && now.After(*r.ExpiresAt) {
+			due = append(due, r)
+		}
+	}
+	e.mu.Unlock()
+	for _, r := range due {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := e.decide(ctx, r.Site, r.ID, io.Discard, func(*job) error { return nil })
+		cancel()
+		if err != nil && !errors.Is(err, ErrApproval) && !errors.Is(err, context.DeadlineExceeded) {
+			e.log.Warn("expire pending deploy", "site", r.Site, "deploy", r.ID, "err", err)
+		}
+	}
+}
