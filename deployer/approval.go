@@ -117,6 +117,7 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 		j.r.ApprovedBy = user
 		j.r.State = StateRunning
 		j.p.step("approved by %s: %s %s on %s (deploy %s by %s)", user, j.site.Name, j.r.Short(), j.r.Color, j.r.ID, j.r.User)
+		e.emit("approved", j)
 		dir := filepath.Join(j.site.Path, j.r.Color)
 		return e.checkAndSwap(j, dir, deployEnv(j.r, dir))
 	})

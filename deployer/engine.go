@@ -49,6 +49,8 @@ type Engine struct {
 	closing bool
 	wg      sync.WaitGroup
 
+	events func(Event)
+
 	// hard is cancelled when a shutdown's grace period ends: builds are
 	// killed and their deploys recorded as interrupted.
 	hard       context.Context
@@ -63,6 +65,25 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
 		pending: map[string]Record{},
 		hard:    hard, hardCancel: cancel,
+	}
+}
+
+// Event is something that happened to a deploy, for notifications.
+type Event struct {
+	// Kind is one of deploy_started, live, failed, pending_approval,
+	// approved, rejected, expired, rolled_back, superseded.
+	Kind   string
+	Record Record
+	Site   Site
+}
+
+// OnEvent sets the function that receives deploy events. It is called
+// synchronously and must not block (queue the work). Set it before use.
+func (e *Engine) OnEvent(f func(Event)) { e.events = f }
+
+func (e *Engine) emit(kind string, j *job) {
+	if e.events != nil {
+		e.events(Event{Kind: kind, Record: *j.r, Site: j.site})
 	}
 }
 
@@ -229,6 +250,7 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	defer unlock()
 
 	e.setRunning(r)
+	e.emit("deploy_started", j)
 	if err := body(j); err != nil && !errors.Is(err, errSuperseded) {
 		return *r, err
 	}
@@ -425,6 +447,14 @@ func (e *Engine) finish(j *job, state, why string) {
 		delete(e.pending, site.Name)
 	}
 	e.mu.Unlock()
+	switch {
+	case state == StateLive && r.Trigger == "rollback":
+		e.emit("rolled_back", j)
+	case state == StateInterrupted:
+		e.emit(StateFailed, j)
+	default:
+		e.emit(state, j)
+	}
 	switch state {
 	case StateLive:
 		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
