@@ -37,19 +37,26 @@ func commandEnv(extra map[string]string) []string {
 // errTimeout marks a command stopped by its time limit.
 var errTimeout = errors.New("timed out")
 
+// supervisor is the direct child of the server for every user command. It
+// runs the command in the background of its own process group and, when
+// the kernel tells it the server died (the parent-death signal, SIGTERM),
+// kills the whole group: the parent-death signal alone reaches only the
+// direct child, not what the command started.
+const supervisor = `trap 'kill -KILL 0' TERM; /bin/sh -c "$1" & wait $!`
+
 // runShell runs script with sh -c in dir, in its own process group, with
 // output to out. Cancelling ctx or passing the timeout kills the whole
-// group; if the server dies, the kernel kills the shell (Pdeathsig).
+// group, and so does the death of the server.
 func runShell(ctx context.Context, dir, script string, env []string, out io.Writer, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", supervisor, "eeveon-run", script)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdin = nil
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
@@ -73,10 +80,14 @@ func runShell(ctx context.Context, dir, script string, env []string, out io.Writ
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
+		code := ee.ExitCode()
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return fmt.Errorf("killed by signal %s", ws.Signal())
 		}
-		return fmt.Errorf("exited with status %d", ee.ExitCode())
+		if code > 128 && code < 128+65 { // the supervisor reports a signalled command as 128+n
+			return fmt.Errorf("killed by signal %s", syscall.Signal(code-128))
+		}
+		return fmt.Errorf("exited with status %d", code)
 	}
 	return err
 }

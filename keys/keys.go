@@ -10,6 +10,7 @@ package keys
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -153,6 +154,37 @@ func ParseLine(line string) (Entry, error) {
 	return e, nil
 }
 
+// keyParseError explains why a key line did not parse: DSA keys, which
+// x/crypto no longer reads, get the same refusal as CheckKey gives.
+func keyParseError(line string, err error) error {
+	if slices.Contains(strings.Fields(line), ssh.InsecureKeyAlgoDSA) {
+		return errDSA
+	}
+	return fmt.Errorf("parse key: %w", err)
+}
+
+// ParsePublicKey reads one OpenSSH public key (the content of a .pub
+// file) and checks that its type and size are acceptable.
+func ParsePublicKey(pub []byte) (ssh.PublicKey, string, error) {
+	if bytes.Contains(pub, []byte("PRIVATE KEY")) {
+		return nil, "", errors.New("that is a private key; give the public key (the .pub file)")
+	}
+	k, comment, _, rest, err := ssh.ParseAuthorizedKey(pub)
+	if err != nil {
+		if e := keyParseError(string(pub), err); errors.Is(e, errDSA) {
+			return nil, "", e
+		}
+		return nil, "", errors.New("not an OpenSSH public key (expected a line like: ssh-ed25519 AAAA… comment)")
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, "", errors.New("more than one key given; add one key at a time")
+	}
+	if err := CheckKey(k); err != nil {
+		return nil, "", err
+	}
+	return k, comment, nil
+}
+
 // parseLine is ParseLine, except that on error it returns the fields it did
 // understand (the key first, then the user), so that Store.Remove can still
 // act on a line that is otherwise broken.
@@ -163,10 +195,7 @@ func parseLine(line string) (Entry, error) {
 	}
 	k, comment, opts, _, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil {
-		if slices.Contains(strings.Fields(line), ssh.InsecureKeyAlgoDSA) {
-			return Entry{}, errDSA
-		}
-		return Entry{}, fmt.Errorf("parse key: %w", err)
+		return Entry{}, keyParseError(line, err)
 	}
 	e := Entry{Key: k, Comment: comment}
 	if err := CheckKey(k); err != nil {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	gossh "golang.org/x/crypto/ssh"
-
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/names"
 	"github.com/eeveon/eeveon/keys"
@@ -84,15 +82,9 @@ func keysAdd(args []string) int {
 	if err != nil {
 		return fail(fmt.Errorf("read public key: %w", err))
 	}
-	if strings.Contains(string(in), "PRIVATE KEY") {
-		return fail(errors.New("that is a private key; give the public key (the .pub file)"))
-	}
-	pub, comment, _, rest, err := gossh.ParseAuthorizedKey(in)
+	pub, comment, err := keys.ParsePublicKey(in)
 	if err != nil {
-		return fail(fmt.Errorf("read public key %s: not an OpenSSH public key", pos[0]))
-	}
-	if len(strings.TrimSpace(string(rest))) > 0 {
-		return fail(errors.New("more than one key given; add one key at a time"))
+		return fail(fmt.Errorf("read public key %s: %w", pos[0], err))
 	}
 	e := keys.Entry{User: *user, Role: r, Sites: siteList, Key: pub, Comment: comment}
 	updated, err := keys.Open(d.AuthorizedKeys()).Add(e, shellCommand(d))
