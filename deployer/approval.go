@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -53,14 +52,8 @@ func (e *Engine) supersedePending(j *job) {
 // resume makes a job of an existing record, appending to its log; out
 // also receives the output.
 func (e *Engine) resume(site Site, r Record, out io.Writer) (*job, func(), error) {
-	logf, err := os.OpenFile(LogPath(e.data, site.Name, r.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open deploy log: %w", err)
-	}
-	tee := &teeWriter{log: logf, client: out}
 	rec := r
-	return &job{site: site, r: &rec, out: tee, p: progress{tee}, l: e.log.With("site", site.Name, "deploy", r.ID)},
-		func() { logf.Close() }, nil
+	return e.newJob(site, &rec, out)
 }
 
 // decide takes the site lock and hands the pending deploy (the one named
@@ -118,8 +111,15 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 		j.r.State = StateRunning
 		j.p.step("approved by %s: %s %s on %s (deploy %s by %s)", user, j.site.Name, j.r.Short(), j.r.Color, j.r.ID, j.r.User)
 		e.emit("approved", j)
+		if j.secretsErr != nil {
+			return e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
+		}
 		dir := filepath.Join(j.site.Path, j.r.Color)
-		return e.checkAndSwap(j, dir, deployEnv(j.r, dir))
+		env, files, err := e.userEnv(j, dir)
+		if err != nil {
+			return e.failed(j, "secrets", err)
+		}
+		return e.checkAndSwap(j, dir, env, files)
 	})
 }
 

@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/eeveon/eeveon/deployer/names"
 )
 
 // Duration is a time.Duration written as a Go duration string ("90s", "1h")
@@ -45,6 +49,77 @@ type Config struct {
 	AdminGroup string       `toml:"admin_group"`
 	Deploy     DeployConfig `toml:"deploy"`
 	SSH        SSHConfig    `toml:"ssh"`
+	// HTTP is the optional HTTP listener that serves one-click approval
+	// links; off unless listen is set.
+	HTTP HTTPConfig `toml:"http"`
+	// Notify are the [[notify]] webhook blocks.
+	Notify []NotifyConfig `toml:"notify"`
+}
+
+// HTTPConfig is the [http] section.
+type HTTPConfig struct {
+	// Listen is the HTTP server's address; empty disables it. A missing
+	// host (":8080") means 127.0.0.1; write 0.0.0.0:8080 to listen on
+	// every interface.
+	Listen string `toml:"listen"`
+	// PublicURL is the base URL put in approval links (scheme, host and
+	// an optional path prefix); default http://<listen>.
+	PublicURL string `toml:"public_url"`
+}
+
+// NotifyConfig is one [[notify]] block: a webhook that receives deploy
+// events.
+type NotifyConfig struct {
+	// Kind is the payload format: "webhook" (generic JSON, the default),
+	// "slack" or "discord".
+	Kind string `toml:"kind"`
+	// URL receives the POST. It often is a secret (Slack and Discord put
+	// the credential in it): it is never logged.
+	URL string `toml:"url"`
+	// Events filters which events are sent; empty sends all of them.
+	Events []string `toml:"events"`
+	// Approver, when set and [http] listen is configured, adds a one-click
+	// approval link to pending_approval notifications; an approval through
+	// the link is recorded as this user.
+	Approver string `toml:"approver"`
+	// Timeout bounds one POST; Retries is how many more tries a failed
+	// delivery gets (with backoff). Unset (or 0) means 5s and 3.
+	Timeout Duration `toml:"timeout"`
+	Retries int      `toml:"retries"`
+}
+
+// Notification kinds and their defaults.
+const (
+	NotifyWebhook = "webhook"
+	NotifySlack   = "slack"
+	NotifyDiscord = "discord"
+
+	DefaultNotifyTimeout = 5 * time.Second
+	DefaultNotifyRetries = 3
+	maxNotifyRetries     = 10
+)
+
+// NotifyEvents are the event kinds a [[notify]] block may filter on: the
+// kinds the engine emits (see Event).
+var NotifyEvents = []string{
+	"deploy_started", "live", "failed", "pending_approval", "approved",
+	"rejected", "expired", "rolled_back", "superseded",
+}
+
+// WithDefaults fills the settings a [[notify]] block left out: kind
+// webhook, timeout 5s, 3 retries. A TOML array of tables cannot carry
+// defaults from Default(), so LoadConfig applies this to every block.
+func (n NotifyConfig) WithDefaults() NotifyConfig {
+	if n.Kind == "" {
+		n.Kind = NotifyWebhook
+	}
+	if n.Timeout.Duration == 0 {
+		n.Timeout.Duration = DefaultNotifyTimeout
+	}
+	if n.Retries == 0 {
+		n.Retries = DefaultNotifyRetries
+	}
+	return n
 }
 
 // DeployConfig holds pipeline limits.
@@ -120,6 +195,9 @@ func LoadConfig(d Data) (Config, error) {
 	if err := decodeStrict(d.ConfigFile(), &cfg); err != nil {
 		return cfg, err
 	}
+	for i := range cfg.Notify {
+		cfg.Notify[i] = cfg.Notify[i].WithDefaults()
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -145,6 +223,67 @@ func (c Config) Validate() error {
 	}
 	if c.SSH.MaxSessions < 1 || c.SSH.MaxCommandLen < 16 || c.SSH.AuthFailures < 1 {
 		return errors.New("config: ssh limits must be positive (max_command_length at least 16)")
+	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
+	for i, n := range c.Notify {
+		if err := n.validate(c.HTTP); err != nil {
+			return fmt.Errorf("config: notify #%d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (h HTTPConfig) validate() error {
+	if h.Listen == "" {
+		if h.PublicURL != "" {
+			return errors.New("config: http.public_url needs http.listen")
+		}
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
+		return fmt.Errorf("config: http.listen %q is not host:port", h.Listen)
+	}
+	if h.PublicURL != "" {
+		u, err := url.Parse(h.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("config: http.public_url %q must be an http(s) URL without user, query or fragment", h.PublicURL)
+		}
+	}
+	return nil
+}
+
+func (n NotifyConfig) validate(h HTTPConfig) error {
+	switch n.Kind {
+	case NotifyWebhook, NotifySlack, NotifyDiscord:
+	default:
+		return fmt.Errorf("kind %q is not webhook, slack or discord", n.Kind)
+	}
+	// The URL is not repeated in the message: it may hold a credential.
+	u, err := url.Parse(n.URL)
+	if n.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("url must be an http or https URL")
+	}
+	for _, ev := range n.Events {
+		if !slices.Contains(NotifyEvents, ev) {
+			return fmt.Errorf("unknown event %q (events: %s)", ev, strings.Join(NotifyEvents, ", "))
+		}
+	}
+	if n.Approver != "" {
+		if err := names.User(n.Approver); err != nil {
+			return fmt.Errorf("approver: %w", err)
+		}
+		if h.Listen == "" {
+			return errors.New("approver needs [http] listen: approval links are served there")
+		}
+	}
+	if n.Timeout.Duration <= 0 || n.Timeout.Duration > 5*time.Minute {
+		return fmt.Errorf("timeout %s must be positive and at most 5m", n.Timeout.Duration)
+	}
+	if n.Retries < 0 || n.Retries > maxNotifyRetries {
+		return fmt.Errorf("retries %d must be between 0 and %d", n.Retries, maxNotifyRetries)
 	}
 	return nil
 }

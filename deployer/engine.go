@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/eeveon/eeveon/deployer/secrets"
 
 	"github.com/charmbracelet/log"
 )
@@ -49,7 +53,8 @@ type Engine struct {
 	closing bool
 	wg      sync.WaitGroup
 
-	events func(Event)
+	events  func(Event)
+	secrets *secrets.Store
 
 	// hard is cancelled when a shutdown's grace period ends: builds are
 	// killed and their deploys recorded as interrupted.
@@ -177,7 +182,46 @@ type job struct {
 	l    *log.Logger
 	// approved is set when an admin's approval is being carried out.
 	approved bool
+	// secrets are the site's secrets, decrypted for this job only; every
+	// byte of output passes a masker that hides their values.
+	secrets    map[string]string
+	secretsErr error
+	secretFile *os.File // the secrets as a sealed in-memory dotenv, when the site wants a file
 }
+
+// newJob prepares a job for record r: its log (appended to), the site's
+// secrets and the masked output to the log and to out.
+func (e *Engine) newJob(site Site, r *Record, out io.Writer) (*job, func(), error) {
+	logf, err := os.OpenFile(LogPath(e.data, site.Name, r.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open deploy log: %w", err)
+	}
+	j := &job{site: site, r: r, l: e.log.With("site", site.Name, "deploy", r.ID)}
+	if e.secrets != nil {
+		j.secrets, j.secretsErr = e.secrets.Get(site.Name)
+	}
+	mw := secrets.NewMaskWriter(&teeWriter{log: logf, client: out}, slices.Collect(maps.Values(j.secrets)))
+	j.out, j.p = mw, progress{mw}
+	return j, func() {
+		_ = mw.Flush()
+		logf.Close()
+		if j.secretFile != nil {
+			j.secretFile.Close()
+		}
+	}, nil
+}
+
+// mask hides the job's secret values in s.
+func (j *job) mask(s string) string {
+	if len(j.secrets) == 0 {
+		return s
+	}
+	return secrets.Mask(s, slices.Collect(maps.Values(j.secrets)))
+}
+
+// SetSecrets gives the engine the secrets store; without one, deploys
+// get no secrets.
+func (e *Engine) SetSecrets(s *secrets.Store) { e.secrets = s }
 
 // begin registers work with the engine unless it is shutting down.
 func (e *Engine) begin() (done func(), err error) {
@@ -220,13 +264,11 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	if err := os.MkdirAll(e.data.DeploysDir(site.Name), 0o700); err != nil {
 		return *r, fmt.Errorf("prepare deploy: %w", err)
 	}
-	logf, err := os.OpenFile(LogPath(e.data, site.Name, r.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	j, closeJob, err := e.newJob(site, r, out)
 	if err != nil {
-		return *r, fmt.Errorf("open deploy log: %w", err)
+		return *r, err
 	}
-	defer logf.Close()
-	tee := &teeWriter{log: logf, client: out}
-	j := &job{site: site, r: r, out: tee, p: progress{tee}, l: e.log.With("site", site.Name, "deploy", r.ID)}
+	defer closeJob()
 	if err := saveRecord(e.data, r); err != nil {
 		return *r, err
 	}
@@ -251,6 +293,9 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 
 	e.setRunning(r)
 	e.emit("deploy_started", j)
+	if j.secretsErr != nil {
+		return *r, e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
+	}
 	if err := body(j); err != nil && !errors.Is(err, errSuperseded) {
 		return *r, err
 	}
@@ -331,28 +376,31 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 		return e.failed(j, "checkout", err)
 	}
 
-	env := deployEnv(r, dir)
+	env, files, err := e.userEnv(j, dir)
+	if err != nil {
+		return e.failed(j, "secrets", err)
+	}
 	e.phase(j, PhaseBuilding)
 	if site.Build == "" {
 		p.step("no build command; %s holds the commit as is", r.Color)
 	} else {
 		p.step("building %s: %s", r.Color, site.Build)
 		lw := &lineWriter{w: j.out, prefix: "    "}
-		err := runShell(ctx, dir, site.Build, env, lw, e.cfg.Deploy.BuildTimeout.Duration)
+		err := runShell(ctx, dir, site.Build, env, files, lw, e.cfg.Deploy.BuildTimeout.Duration)
 		lw.Flush()
 		if err != nil {
 			return e.failed(j, "build", err)
 		}
 	}
-	return e.checkAndSwap(j, dir, env)
+	return e.checkAndSwap(j, dir, env, files)
 }
 
 // checkAndSwap health-checks the colour in dir and, only if it passes,
 // makes it live.
-func (e *Engine) checkAndSwap(j *job, dir string, env []string) error {
+func (e *Engine) checkAndSwap(j *job, dir string, env []string, files []*os.File) error {
 	site, r := j.site, j.r
 	e.phase(j, PhaseChecking)
-	if err := e.healthCheck(e.hard, j, dir, env); err != nil {
+	if err := e.healthCheck(e.hard, j, dir, env, files); err != nil {
 		return e.failed(j, "health check", err)
 	}
 	if e.hard.Err() != nil {
@@ -372,11 +420,47 @@ func (e *Engine) checkAndSwap(j *job, dir string, env []string) error {
 	return nil
 }
 
-func deployEnv(r *Record, dir string) []string {
-	return commandEnv(map[string]string{
+// userEnv is the environment of the build and health commands: the
+// server's base variables, the site's secrets, and eeveon's own variables
+// (which a secret cannot override). With secrets_file set, the secrets
+// are also readable as a dotenv file at that path in dir: a symlink to
+// /dev/fd/3, where the commands find a sealed in-memory copy, so no
+// plaintext ever lands on disk.
+func (e *Engine) userEnv(j *job, dir string) ([]string, []*os.File, error) {
+	r := j.r
+	vars := map[string]string{}
+	for k, v := range j.secrets {
+		vars[k] = v
+	}
+	for k, v := range map[string]string{
 		"EEVEON_SITE": r.Site, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
 		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_REF": r.Ref, "EEVEON_PATH": dir,
-	})
+	} {
+		vars[k] = v
+	}
+	if j.site.SecretsFile == "" {
+		return commandEnv(vars), nil, nil
+	}
+	if j.secretFile == nil {
+		f, err := secrets.MemFile(secrets.FormatDotenv(j.secrets))
+		if err != nil {
+			return nil, nil, err
+		}
+		j.secretFile = f
+	}
+	link := filepath.Join(dir, j.site.SecretsFile)
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return nil, nil, err
+	}
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		j.p.step("warning: the commit has a file at %s; it is replaced by the secrets file", j.site.SecretsFile)
+	}
+	_ = os.RemoveAll(link)
+	if err := os.Symlink("/dev/fd/3", link); err != nil {
+		return nil, nil, err
+	}
+	vars["EEVEON_SECRETS_FILE"] = "/dev/fd/3"
+	return commandEnv(vars), []*os.File{j.secretFile}, nil
 }
 
 // ErrNoRollback is returned when the other colour cannot be swapped back.
@@ -422,14 +506,18 @@ func (e *Engine) instantRollback(j *job) error {
 	r.Commit, r.Ref, r.Color, r.PrevColor, r.Strategy = prev.Commit, prev.Ref, prev.Color, otherColor(prev.Color), BlueGreen
 	j.p.step("rollback of %s: back to %s %s (deploy %s), by %s", j.site.Name, r.Color, r.Short(), prev.ID, firstNonEmpty(r.User, "unknown"))
 	dir := filepath.Join(j.site.Path, r.Color)
-	return e.checkAndSwap(j, dir, deployEnv(r, dir))
+	env, files, err := e.userEnv(j, dir)
+	if err != nil {
+		return e.failed(j, "secrets", err)
+	}
+	return e.checkAndSwap(j, dir, env, files)
 }
 
 // finish records the outcome: the deploy record, the site history, the
 // server log and the last lines the client sees.
 func (e *Engine) finish(j *job, state, why string) {
 	site, r, p, l := j.site, j.r, j.p, j.l
-	r.State, r.Error, r.Phase = state, why, PhaseFinished
+	r.State, r.Error, r.Phase = state, j.mask(why), PhaseFinished
 	r.FinishedAt = time.Now().UTC()
 	if err := saveRecord(e.data, r); err != nil {
 		l.Error("save deploy record", "err", err)
@@ -583,7 +671,7 @@ func swapCurrent(sitePath, color, id string) error {
 
 // healthCheck checks the new colour until it passes or the deadline ends,
 // retrying with doubling backoff.
-func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []string) error {
+func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []string, files []*os.File) error {
 	site, r, out, p := j.site, j.r, j.out, j.p
 	if site.HealthCmd == "" && site.HealthURL == "" {
 		p.step("no health check configured")
@@ -606,7 +694,7 @@ func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []stri
 		var buf limitedBuffer
 		last = nil
 		if site.HealthCmd != "" {
-			last = runShell(ctx, dir, site.HealthCmd, env, &buf, cfg.HealthTry.Duration)
+			last = runShell(ctx, dir, site.HealthCmd, env, files, &buf, cfg.HealthTry.Duration)
 		}
 		if last == nil && url != "" {
 			last = checkURL(ctx, url, cfg.HealthTry.Duration)

@@ -47,12 +47,13 @@ const supervisor = `trap 'kill -KILL 0' TERM; /bin/sh -c "$1" & wait $!`
 // runShell runs script with sh -c in dir, in its own process group, with
 // output to out. Cancelling ctx or passing the timeout kills the whole
 // group, and so does the death of the server.
-func runShell(ctx context.Context, dir, script string, env []string, out io.Writer, timeout time.Duration) error {
+func runShell(ctx context.Context, dir, script string, env []string, files []*os.File, out io.Writer, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", supervisor, "eeveon-run", script)
 	cmd.Dir = dir
 	cmd.Env = env
+	cmd.ExtraFiles = files // the first is fd 3
 	cmd.Stdin = nil
 	cmd.Stdout = out
 	cmd.Stderr = out

@@ -51,6 +51,12 @@ type Site struct {
 	HealthURL string   `toml:"health_url,omitempty"`
 	Strategy  Strategy `toml:"strategy"`
 
+	// SecretsFile, when set, is a path in the colour dir (e.g. ".env")
+	// where the build and health commands can read the site's secrets as
+	// a dotenv file. It is a symlink to /dev/fd/3, a sealed in-memory
+	// file: nothing is written to disk.
+	SecretsFile string `toml:"secrets_file,omitempty"`
+
 	// Approval makes a deploy stop in pending_approval after its health
 	// check until an admin approves it, for ApprovalTimeout (default 1h).
 	Approval        bool     `toml:"approval,omitempty"`
@@ -103,6 +109,13 @@ func (s *Site) Validate(d Data) error {
 	}
 	if _, err := ParseStrategy(string(s.Strategy)); err != nil {
 		return fmt.Errorf("site %s: %w", s.Name, err)
+	}
+	if s.SecretsFile != "" {
+		c := filepath.Clean(s.SecretsFile)
+		if filepath.IsAbs(c) || c == "." || strings.HasPrefix(c, "..") || strings.HasPrefix(c, ".git") {
+			return fmt.Errorf("site %s: secrets_file %q must be a relative path inside the site (e.g. .env)", s.Name, s.SecretsFile)
+		}
+		s.SecretsFile = c
 	}
 	if s.Approval && s.ApprovalTimeout.Duration == 0 {
 		s.ApprovalTimeout.Duration = DefaultApprovalTimeout

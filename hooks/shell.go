@@ -51,7 +51,14 @@ func Shell(ctx context.Context, d deployer.Data, id keys.Identity, original stri
 		}
 		return rt.RunGit(ctx, id, verb, site, os.Environ(), stdin, stdout, stderr)
 	}
-	code, err := control.Call(d.Socket(), control.Request{Args: args, Claim: &id}, stdout, stderr)
+	req := control.Request{Args: args, Claim: &id}
+	if command.NeedsStdin(args) {
+		if req.Input, err = io.ReadAll(io.LimitReader(stdin, 1<<20)); err != nil {
+			fmt.Fprintf(stderr, "eeveon: read input: %v\n", err)
+			return 1
+		}
+	}
+	code, err := control.Call(d.Socket(), req, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "eeveon: %v\n", err)
 		return 1

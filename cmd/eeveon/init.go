@@ -41,6 +41,28 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 # idle_timeout = "10m"             # close connections idle this long
 # max_command_length = 4096        # bytes in an SSH command line
 # auth_failures_per_minute = 20    # failed logins per source address before refusing it
+
+# [http] serves one-click approval links (off unless listen is set). A
+# pending_approval notification of a [[notify]] block with an approver
+# carries a signed link that works once, until the approval expires.
+# GET shows the commit and its diffstat; only the button on that page
+# approves. The signing key is http.secret in the data dir.
+# [http]
+# listen = "127.0.0.1:8080"                      # no host means 127.0.0.1
+# public_url = "https://deploy.example.com"      # base of links; default http://<listen>
+
+# Webhooks for deploy events, one [[notify]] block each. kind is
+# "webhook" (generic JSON), "slack" or "discord". events filters:
+# deploy_started, live, failed, pending_approval, approved, rejected,
+# expired, rolled_back, superseded (empty = all). Delivery is in the
+# background and never holds up a deploy.
+# [[notify]]
+# kind = "slack"
+# url = "https://hooks.slack.com/services/..."   # a secret: keep this file 0600
+# events = ["live", "failed", "pending_approval"]
+# approver = "alice"     # approvals through this block's links are recorded as alice
+# timeout = "5s"         # per try
+# retries = 3            # more tries after a failure (waits 0.5s, 1s, 2s, ...)
 `
 
 // subdirs are the folders of a data dir.

@@ -11,6 +11,7 @@ import (
 // process exit status.
 var commands = map[string]func(args []string) int{
 	"init":     runInit,
+	"check":    runCheck,
 	"serve":    runServe,
 	"keys":     runKeys,
 	"site":     runSite,
@@ -24,6 +25,7 @@ var commands = map[string]func(args []string) int{
 	"rollback": runVerb("rollback"),
 	"approve":  runVerb("approve"),
 	"reject":   runVerb("reject"),
+	"secrets":  runSecrets,
 	"whoami":   runVerb("whoami"),
 	"sites":    runVerb("sites"),
 }
@@ -45,6 +47,8 @@ operations (through the running server)
   deploy SITE [--ref REF] [--strategy blue-green|in-place]
   rollback SITE [--to DEPLOY_ID]          swap back to the previous colour (admin)
   approve SITE [DEPLOY_ID] | reject SITE [DEPLOY_ID]   decide a deploy waiting for approval (admin)
+  secrets set SITE KEY [VALUE] | list SITE | rm SITE KEY | encrypt SITE FILE|- [--replace]
+          | decrypt SITE | rotate          encrypted secrets (admin; VALUE from stdin if left out)
   status [SITE] | history SITE [-n N] | logs SITE [DEPLOY_ID] | sites | whoami
 
 Every command takes --data DIR (default $EEVEON_DATA, then ./eeveon-data).

@@ -6,16 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
+
+	"github.com/eeveon/eeveon/deployer/secrets"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/command"
 	"github.com/eeveon/eeveon/deployer/control"
+	"github.com/eeveon/eeveon/deployer/httpapi"
+	"github.com/eeveon/eeveon/deployer/notify"
+	"github.com/eeveon/eeveon/deployer/poll"
 	"github.com/eeveon/eeveon/keys"
 	"github.com/eeveon/eeveon/sshd"
 )
@@ -67,6 +74,35 @@ func serve(d deployer.Data, listenFlag string) error {
 	}
 
 	engine := deployer.NewEngine(d, cfg, logger.WithPrefix("deploy"))
+	// Secrets are decrypted only in memory, per deploy. A key that others
+	// can read stops the server rather than deploy without secrets.
+	vault, err := secrets.Open(d.Dir)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	engine.SetSecrets(vault)
+	audit := command.NewAudit(d.AuditLog())
+	// Notifications: the engine's callback only queues; webhooks are
+	// posted in the background. (notifier.Mask is the hook for masking
+	// site secrets in payloads.)
+	notifier := notify.New(cfg.Notify, logger.WithPrefix("notify"))
+	notifier.Mask = func(site, text string) string {
+		vals, err := vault.Get(site)
+		if err != nil {
+			return text
+		}
+		return secrets.Mask(text, slices.Collect(maps.Values(vals)))
+	}
+	engine.OnEvent(notifier.Enqueue)
+	var web *httpapi.Server
+	if cfg.HTTP.Listen != "" {
+		web = &httpapi.Server{Engine: engine, Config: cfg.HTTP, Audit: audit, Log: logger.WithPrefix("http")}
+		if err := web.Listen(); err != nil {
+			return err
+		}
+		notifier.Links = web
+	}
+	notifier.Start()
 	engine.Recover()
 	sites, errs := deployer.ListSites(d)
 	for _, err := range errs {
@@ -78,7 +114,7 @@ func serve(d deployer.Data, listenFlag string) error {
 		}
 	}
 	store := keys.Open(d.AuthorizedKeys())
-	router := &command.Router{Engine: engine, Keys: store, Audit: command.NewAudit(d.AuditLog()), Log: logger.WithPrefix("cmd")}
+	router := &command.Router{Engine: engine, Keys: store, Secrets: vault, Audit: audit, Log: logger.WithPrefix("cmd")}
 	if _, problems, err := store.List(); err != nil {
 		logger.Warn("read keys", "err", err)
 	} else {
@@ -133,6 +169,24 @@ func serve(d deployer.Data, listenFlag string) error {
 	} else {
 		logger.Info("embedded SSH server off", "data", d.Dir)
 	}
+	if web != nil {
+		go func() {
+			if err := web.Serve(); err != nil {
+				logger.Error("http server", "err", err)
+			}
+		}()
+		logger.Info("listening", "http", web.Addr().String(), "links", web.BaseURL())
+	}
+	// The poller deploys through the engine, after recovery, once the
+	// listeners are up (a site may poll this server's own SSH).
+	poller := poll.New(engine, logger.WithPrefix("poll"))
+	// An https poll URL may authenticate with the site's secret
+	// EEVEON_POLL_TOKEN.
+	poller.TokenFunc = func(site string) (string, error) {
+		vals, err := vault.Get(site)
+		return vals["EEVEON_POLL_TOKEN"], err
+	}
+	poller.Start()
 	logger.Info("ready", "sites", len(sites), "socket", d.Socket())
 
 	sig := make(chan os.Signal, 1)
@@ -144,13 +198,30 @@ func serve(d deployer.Data, listenFlag string) error {
 	grace, cancelGrace := context.WithTimeout(context.Background(), cfg.Deploy.ShutdownTimeout.Duration)
 	defer cancelGrace()
 	done := make(chan struct{})
-	go func() { engine.Shutdown(grace); close(done) }()
+	go func() {
+		if err := poller.Stop(grace); err != nil {
+			logger.Warn("poller shutdown", "err", err)
+		}
+		engine.Shutdown(grace)
+		close(done)
+	}()
 	if ssh != nil {
 		if err := ssh.Shutdown(grace); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			logger.Warn("ssh shutdown", "err", err)
 		}
 	}
+	if web != nil {
+		if err := web.Shutdown(grace); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			logger.Warn("http shutdown", "err", err)
+		}
+	}
 	<-done
+	// Deliver what the last deploys said, for a few seconds at most.
+	drain, cancelDrain := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := notifier.Stop(drain); err != nil {
+		logger.Warn("notifications left undelivered at shutdown")
+	}
+	cancelDrain()
 	cancel()
 	ctl.Close()
 	_ = os.Remove(d.Socket())

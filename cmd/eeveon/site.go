@@ -63,6 +63,7 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 		s.Strategy, err = deployer.ParseStrategy(v)
 		return err
 	})
+	fs.StringVar(&s.SecretsFile, "secrets-file", s.SecretsFile, "path in the site (e.g. .env) where commands read the secrets as a dotenv file, kept in memory")
 	fs.BoolVar(&s.Approval, "approval", s.Approval, "deploys wait for an admin's approval before going live")
 	fs.DurationVar(&s.ApprovalTimeout.Duration, "approval-timeout", s.ApprovalTimeout.Duration, "how long a deploy waits for approval (default 1h)")
 	fs.BoolVar(&s.RequireOtherApprover, "require-other-approver", s.RequireOtherApprover, "refuse an approval by the user who pushed")
@@ -72,7 +73,7 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", s.PollKnownHosts, "known_hosts file for an ssh:// poll URL")
 }
 
-const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
+const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--secrets-file .env] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
 
 func siteAdd(args []string) int {
 	fs, data := flagSet("site add")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eeveon/eeveon/deployer/secrets"
+
 	"github.com/charmbracelet/log"
 
 	"github.com/eeveon/eeveon/deployer"
@@ -21,10 +23,11 @@ import (
 
 // Router runs verbs on behalf of an identity.
 type Router struct {
-	Engine *deployer.Engine
-	Keys   *keys.Store
-	Audit  *Audit
-	Log    *log.Logger
+	Engine  *deployer.Engine
+	Keys    *keys.Store
+	Secrets *secrets.Store
+	Audit   *Audit
+	Log     *log.Logger
 }
 
 // IO is a command's streams.
@@ -59,7 +62,7 @@ type call struct {
 var verbs map[string]verb
 
 // verbOrder is the order of the help text.
-var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "approve", "reject", "keys"}
+var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "approve", "reject", "secrets", "keys"}
 
 func init() {
 	verbs = map[string]verb{
@@ -73,6 +76,7 @@ func init() {
 		"rollback": {"rollback SITE [--to DEPLOY_ID]", "swap back to the previous colour, or redeploy an older deploy (admins)", (*Router).rollback},
 		"approve":  {"approve SITE [DEPLOY_ID]", "put the deploy waiting for approval live (admins)", (*Router).approve},
 		"reject":   {"reject SITE [DEPLOY_ID]", "discard the deploy waiting for approval (admins)", (*Router).reject},
+		"secrets":  {"secrets set SITE KEY [VALUE] | list | rm | encrypt | decrypt | rotate", "manage a site's encrypted secrets (admins; VALUE from stdin if left out)", (*Router).secrets},
 		"keys":     {"keys list", "the keys and their roles (admins)", (*Router).keys},
 	}
 }
@@ -108,7 +112,7 @@ func (rt *Router) Run(ctx context.Context, id keys.Identity, args []string, stdi
 		}
 		fmt.Fprintf(stdio.Stderr, "eeveon: %s\n", err)
 	}
-	rt.audit(id, strings.Join(args, " "), c.site, outcome)
+	rt.audit(id, redact(args), c.site, outcome)
 	return status
 }
 

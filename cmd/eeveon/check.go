@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"github.com/eeveon/eeveon/deployer/secrets"
+	"net"
+	"os"
+
+	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/check"
+)
+
+func runCheck(args []string) int {
+	fs, data := flagSet("check")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	if _, code := parse(fs, args, 0, 0, "check [--data DIR] [--json]"); code >= 0 {
+		return code
+	}
+	d, err := deployer.NewData(*data)
+	if err != nil {
+		return fail(err)
+	}
+	running := false
+	if c, err := net.Dial("unix", d.Socket()); err == nil {
+		c.Close()
+		running = true
+	}
+	ageKey, _ := secrets.IdentityPath(d.Dir)
+	results := check.Run(d, check.Options{ServerRunning: running, AgeKeyFiles: []string{ageKey}})
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return fail(err)
+		}
+	} else {
+		for _, r := range results {
+			fmt.Printf("%-4s  %-14s  %s\n", r.Status, r.Check, r.Message)
+			if r.Fix != "" && r.Status != check.OK {
+				fmt.Printf("      %-14s  fix: %s\n", "", r.Fix)
+			}
+		}
+	}
+	if check.Failed(results) {
+		return 1
+	}
+	return 0
+}
