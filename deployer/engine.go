@@ -653,18 +653,26 @@ func swapCurrent(sitePath, color, id string) error {
 		return err
 	}
 	cur := filepath.Join(sitePath, currentLink)
+	aside := ""
 	if fi, err := os.Lstat(cur); err == nil && fi.IsDir() {
 		// current is a real directory from an in-place deploy; rename(2)
-		// cannot put a symlink over a directory, so move it aside first.
-		aside := filepath.Join(sitePath, tmpPrefix+id+"-in-place")
+		// cannot put a symlink over a directory, so move it aside first
+		// (and back, should the swap fail).
+		aside = filepath.Join(sitePath, tmpPrefix+id+"-in-place")
 		if err := os.Rename(cur, aside); err != nil {
+			_ = os.Remove(tmp)
 			return err
 		}
-		defer os.RemoveAll(aside)
 	}
 	if err := os.Rename(tmp, cur); err != nil {
 		_ = os.Remove(tmp)
+		if aside != "" {
+			_ = os.Rename(aside, cur)
+		}
 		return err
+	}
+	if aside != "" {
+		_ = os.RemoveAll(aside)
 	}
 	return SyncDir(sitePath)
 }

@@ -136,8 +136,7 @@ func LoadRecord(d Data, site, id string) (Record, error) {
 // ErrDeployNotFound is returned for an unknown deploy id.
 var ErrDeployNotFound = errors.New("no such deploy")
 
-// ListRecords returns a site's deploy records, oldest first. Ids sort by
-// time, so the name order is the time order.
+// ListRecords returns a site's deploy records, oldest first.
 func ListRecords(d Data, site string) ([]Record, error) {
 	ents, err := os.ReadDir(d.DeploysDir(site))
 	if errors.Is(err, os.ErrNotExist) {
@@ -158,7 +157,14 @@ func ListRecords(d Data, site string) ([]Record, error) {
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	// Ids sort by the second they were made in; within a second the start
+	// time (to the nanosecond) decides.
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].StartedAt.Equal(out[j].StartedAt) {
+			return out[i].StartedAt.Before(out[j].StartedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, nil
 }
 

@@ -32,7 +32,8 @@ if [ -x hooks/post-receive.local ]; then
 		echo "eeveon: hooks/post-receive.local failed (exit $?); not deploying" >&2
 		exit 1
 	}
-	printf '%s\n' "$input" | exec ` + run + `
+	printf '%s\n' "$input" | ` + run + `
+	exit $?
 fi
 exec ` + run + "\n")
 }
@@ -66,6 +67,9 @@ func EnsureRepo(d Data, name, exe string) error {
 	case err == nil && bytes.Equal(old, want):
 		return nil
 	case err == nil && !bytes.Contains(old, []byte(hookMarker)):
+		if _, err := os.Stat(hook + ".local"); err == nil {
+			return fmt.Errorf("%s: a hook that is not eeveon's replaced ours, and post-receive.local exists too; merge yours into post-receive.local and run eeveon hooks install %s", hook, name)
+		}
 		if err := os.Rename(hook, hook+".local"); err != nil {
 			return fmt.Errorf("keep existing hook of %s: %w", name, err)
 		}
@@ -76,6 +80,20 @@ func EnsureRepo(d Data, name, exe string) error {
 		return fmt.Errorf("install hook for %s: %w", name, err)
 	}
 	return WriteFileAtomic(hook, want, 0o755)
+}
+
+// PrepareRepo makes a site's repository ready for pushes: it exists, its
+// hook calls exe, and its HEAD names the site's branch (so that a clone
+// checks the deployed branch out).
+func PrepareRepo(d Data, s Site, exe string) error {
+	if err := EnsureRepo(d, s.Name, exe); err != nil {
+		return err
+	}
+	out, err := exec.Command("git", "--git-dir", d.Repo(s.Name), "symbolic-ref", "HEAD", s.Ref()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("set HEAD of %s: %v: %s", s.Name, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // git runs a git command and returns its trimmed stdout.

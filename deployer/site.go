@@ -219,7 +219,7 @@ func SaveSite(d Data, s Site, create bool, hookExe string) (Site, error) {
 	if err := toml.NewEncoder(&buf).Encode(s); err != nil {
 		return s, fmt.Errorf("save site %s: %w", s.Name, err)
 	}
-	if err := EnsureRepo(d, s.Name, hookExe); err != nil {
+	if err := PrepareRepo(d, s, hookExe); err != nil {
 		return s, err
 	}
 	if err := WriteFileAtomic(d.SiteFile(s.Name), buf.Bytes(), 0o600); err != nil {
@@ -240,6 +240,12 @@ func RemoveSite(d Data, name string) error {
 			return fmt.Errorf("%w: %s", ErrSiteNotFound, name)
 		}
 		return fmt.Errorf("remove site %s: %w", name, err)
+	}
+	// State that belongs to the site's configuration goes with it, so a
+	// new site of the same name starts afresh (a poller that remembers
+	// "deployed" would skip its first commit).
+	for _, f := range []string{name + ".poll.json", name + ".in-place.index"} {
+		_ = os.Remove(filepath.Join(d.StateDir(), f))
 	}
 	return SyncDir(d.SitesDir())
 }

@@ -17,11 +17,13 @@ const (
 	VerbLogs      Verb = "logs"
 	VerbDeploy    Verb = "deploy"
 	VerbDeployRef Verb = "deploy --ref"
-	VerbRollback  Verb = "rollback"
-	VerbApprove   Verb = "approve"
-	VerbReject    Verb = "reject"
-	VerbSecrets   Verb = "secrets"
-	VerbKeys      Verb = "keys"
+	// VerbDeployStrategy is a deploy with a strategy other than the site's.
+	VerbDeployStrategy Verb = "deploy --strategy"
+	VerbRollback       Verb = "rollback"
+	VerbApprove        Verb = "approve"
+	VerbReject         Verb = "reject"
+	VerbSecrets        Verb = "secrets"
+	VerbKeys           Verb = "keys"
 )
 
 // deployerMay is what a deployer may do: always, only on sites it may see,
@@ -47,7 +49,7 @@ const (
 
 var knownVerbs = map[Verb]bool{
 	VerbPush: true, VerbFetch: true, VerbHelp: true, VerbWhoami: true, VerbSites: true,
-	VerbStatus: true, VerbHistory: true, VerbLogs: true, VerbDeploy: true, VerbDeployRef: true,
+	VerbStatus: true, VerbHistory: true, VerbLogs: true, VerbDeploy: true, VerbDeployRef: true, VerbDeployStrategy: true,
 	VerbRollback: true, VerbApprove: true, VerbReject: true, VerbSecrets: true, VerbKeys: true,
 }
 

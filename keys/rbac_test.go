@@ -26,6 +26,7 @@ func TestAuthorize(t *testing.T) {
 		{VerbLogs, true, true, false, true},
 		{VerbDeploy, true, true, false, true},
 		{VerbDeployRef, true, false, false, false},
+		{VerbDeployStrategy, true, false, false, false},
 		{VerbRollback, true, false, false, false},
 		{VerbApprove, true, false, false, false},
 		{VerbReject, true, false, false, false},

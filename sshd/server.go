@@ -30,10 +30,13 @@ type Server struct {
 	Router *command.Router
 	Log    *log.Logger
 
-	srv      *ssh.Server
-	ln       net.Listener
-	limiter  *authLimiter
-	sessions chan struct{}
+	srv     *ssh.Server
+	ln      net.Listener
+	limiter *authLimiter
+	// failedAuth holds the remote addresses of connections with a failed
+	// login attempt, until the connection ends.
+	failedAuth sync.Map
+	sessions   chan struct{}
 }
 
 type ctxKey struct{ name string }
@@ -69,6 +72,17 @@ func (s *Server) Listen(addr string) error {
 		ServerConfigCallback: func(ctx ssh.Context) *gossh.ServerConfig {
 			return &gossh.ServerConfig{
 				MaxAuthTries: 6,
+				// Remember whether this connection tried to log in and
+				// failed; only such connections count against the
+				// failed-login limit (a bare TCP probe does not).
+				AuthLogCallback: func(conn gossh.ConnMetadata, method string, err error) {
+					switch {
+					case err == nil:
+						s.failedAuth.Delete(conn.RemoteAddr().String())
+					case method != "none":
+						s.failedAuth.Store(conn.RemoteAddr().String(), true)
+					}
+				},
 				VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 					ctx.SetValue(verifiedKey, key)
 					return perms, nil
@@ -84,8 +98,10 @@ func (s *Server) Listen(addr string) error {
 			return conn
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
-			host := remoteHost(conn.RemoteAddr())
-			s.limiter.fail(host)
+			if _, tried := s.failedAuth.LoadAndDelete(conn.RemoteAddr().String()); !tried {
+				return // no login attempt: a port probe or a dropped handshake
+			}
+			s.limiter.fail(remoteHost(conn.RemoteAddr()))
 			s.Log.Info("ssh login failed", "remote", conn.RemoteAddr().String(), "err", err)
 		},
 		PtyCallback:                   func(ssh.Context, ssh.Pty) bool { return false },

@@ -109,7 +109,7 @@ func serve(d deployer.Data, listenFlag string) error {
 		logger.Warn("site definition skipped", "err", err)
 	}
 	for _, s := range sites {
-		if err := deployer.EnsureRepo(d, s.Name, exe()); err != nil {
+		if err := deployer.PrepareRepo(d, s, exe()); err != nil {
 			logger.Error("prepare repository", "site", s.Name, "err", err)
 		}
 	}

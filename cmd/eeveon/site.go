@@ -7,6 +7,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/eeveon/eeveon/deployer/poll"
+
 	"github.com/eeveon/eeveon/deployer/command"
 
 	"github.com/eeveon/eeveon/deployer"
@@ -88,6 +90,12 @@ func siteAdd(args []string) int {
 		return fail(err)
 	}
 	s.Name = pos[0]
+	if err := s.Validate(d); err != nil {
+		return fail(err)
+	}
+	if err := poll.CheckSite(s); err != nil {
+		return fail(err)
+	}
 	s, err = deployer.SaveSite(d, s, true, exe())
 	if err != nil {
 		return fail(err)
@@ -133,6 +141,12 @@ func siteSet(args []string) int {
 	}
 	if s.Poll == "" {
 		s.PollInterval.Duration, s.PollSSHKey, s.PollKnownHosts = 0, "", ""
+	}
+	if err := s.Validate(d); err != nil {
+		return fail(err)
+	}
+	if err := poll.CheckSite(s); err != nil {
+		return fail(err)
 	}
 	if s, err = deployer.SaveSite(d, s, false, exe()); err != nil {
 		return fail(err)

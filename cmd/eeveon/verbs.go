@@ -142,7 +142,7 @@ func runHooks(args []string) int {
 		}
 	}
 	for _, s := range sites {
-		if err := deployer.EnsureRepo(d, s.Name, exe()); err != nil {
+		if err := deployer.PrepareRepo(d, s, exe()); err != nil {
 			return fail(err)
 		}
 		fmt.Printf("installed post-receive hook in %s\n", d.Repo(s.Name))

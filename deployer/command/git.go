@@ -107,7 +107,12 @@ func (rt *Router) RunGit(ctx context.Context, id keys.Identity, verb keys.Verb, 
 	}()
 	err = cmd.Wait()
 	code, outcome := 0, "ok"
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// The client hung up first (go-git closes right after listing
+		// refs; a user may press Ctrl-C): git was stopped with it.
+		code, outcome = 1, "client disconnected"
+	case err != nil:
 		code, outcome = 1, "error: "+err.Error()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() > 0 {

@@ -356,27 +356,39 @@ func (rt *Router) deploy(c *call) error {
 		return err
 	}
 	c.site = pos[0]
-	v := keys.VerbDeploy
 	if *ref != "" {
-		v = keys.VerbDeployRef
 		if err := names.Ref(*ref); err != nil {
 			return err
 		}
 	}
-	s, err := rt.Site(c.id, pos[0], v)
+	var st deployer.Strategy
+	if *strategy != "" {
+		if st, err = deployer.ParseStrategy(*strategy); err != nil {
+			return usagef("deploy: %v", err)
+		}
+	}
+	s, err := rt.Site(c.id, pos[0], keys.VerbDeploy)
 	if err != nil {
 		return err
 	}
+	// Choosing a commit or a strategy other than the site's is an admin's
+	// call: a ref can roll back in disguise, in-place takes the instant
+	// rollback away.
+	if *ref != "" {
+		if err := keys.Authorize(c.id, keys.VerbDeployRef, s.Name); err != nil {
+			return err
+		}
+	}
+	if st != "" && st != s.Strategy {
+		if err := keys.Authorize(c.id, keys.VerbDeployStrategy, s.Name); err != nil {
+			return err
+		}
+	}
 	req := deployer.Request{
-		Site: s.Name, Ref: *ref, Trigger: "cli", User: c.id.User, Fingerprint: c.id.Fingerprint,
+		Site: s.Name, Ref: *ref, Strategy: st, Trigger: "cli", User: c.id.User, Fingerprint: c.id.Fingerprint,
 	}
 	if c.id.Source == "ssh" || c.id.Source == "openssh" {
 		req.Trigger = "ssh"
-	}
-	if *strategy != "" {
-		if req.Strategy, err = deployer.ParseStrategy(*strategy); err != nil {
-			return usagef("deploy: %v", err)
-		}
 	}
 	_, err = rt.Engine.Deploy(c.ctx, req, c.io.Stdout)
 	return err

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by every validation error of this package.
@@ -65,7 +67,7 @@ func Ref(ref string) error {
 		return bad("must not end with .lock")
 	}
 	for _, r := range ref {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune(`~^:?*[\`, r) {
+		if r <= ' ' || r == 0x7f || unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError || strings.ContainsRune(`~^:?*[\`, r) {
 			return bad("contains a character git does not allow in refs")
 		}
 	}

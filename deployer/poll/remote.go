@@ -252,3 +252,25 @@ func scrub(s deployer.Site, c creds, msg string) string {
 	}
 	return msg
 }
+
+// CheckSite reports what would stop a site's poll URL from working (an
+// unparsable URL, an ssh URL without its key or known_hosts file), so that
+// site add and site set can refuse it up front instead of the poller
+// failing later.
+func CheckSite(s deployer.Site) error {
+	if s.Poll == "" {
+		return nil
+	}
+	c, err := (&Poller{}).creds(s)
+	if err != nil {
+		return err
+	}
+	if c.proto == "ssh" {
+		for _, f := range []string{s.PollSSHKey, s.PollKnownHosts} {
+			if _, err := os.Stat(f); err != nil {
+				return fmt.Errorf("poll: %w", err)
+			}
+		}
+	}
+	return nil
+}
