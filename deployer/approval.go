@@ -115,11 +115,11 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 			return e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
 		}
 		dir := filepath.Join(j.site.Path, j.r.Color)
-		env, files, err := e.userEnv(j, dir)
+		pr, err := e.userEnv(j, dir)
 		if err != nil {
-			return e.failed(j, "secrets", err)
+			return e.failed(j, "prepare health check", err)
 		}
-		return e.checkAndSwap(j, dir, env, files)
+		return e.checkAndSwap(j, dir, pr)
 	})
 }
 

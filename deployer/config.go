@@ -124,6 +124,9 @@ func (n NotifyConfig) WithDefaults() NotifyConfig {
 
 // DeployConfig holds pipeline limits.
 type DeployConfig struct {
+	// RunAs is the Unix user that build and health commands run as (the
+	// server must run as root). Empty: the server's own user.
+	RunAs           string   `toml:"run_as"`
 	BuildTimeout    Duration `toml:"build_timeout"`
 	HealthTimeout   Duration `toml:"health_timeout"`
 	HealthInterval  Duration `toml:"health_interval"`

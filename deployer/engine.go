@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/eeveon/eeveon/deployer/secrets"
@@ -55,6 +56,7 @@ type Engine struct {
 
 	events  func(Event)
 	secrets *secrets.Store
+	runAs   *runAs
 
 	// hard is cancelled when a shutdown's grace period ends: builds are
 	// killed and their deploys recorded as interrupted.
@@ -376,9 +378,9 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 		return e.failed(j, "checkout", err)
 	}
 
-	env, files, err := e.userEnv(j, dir)
+	pr, err := e.userEnv(j, dir)
 	if err != nil {
-		return e.failed(j, "secrets", err)
+		return e.failed(j, "prepare build", err)
 	}
 	e.phase(j, PhaseBuilding)
 	if site.Build == "" {
@@ -386,21 +388,21 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 	} else {
 		p.step("building %s: %s", r.Color, site.Build)
 		lw := &lineWriter{w: j.out, prefix: "    "}
-		err := runShell(ctx, dir, site.Build, env, files, lw, e.cfg.Deploy.BuildTimeout.Duration)
+		err := runShell(ctx, dir, site.Build, pr, lw, e.cfg.Deploy.BuildTimeout.Duration)
 		lw.Flush()
 		if err != nil {
 			return e.failed(j, "build", err)
 		}
 	}
-	return e.checkAndSwap(j, dir, env, files)
+	return e.checkAndSwap(j, dir, pr)
 }
 
 // checkAndSwap health-checks the colour in dir and, only if it passes,
 // makes it live.
-func (e *Engine) checkAndSwap(j *job, dir string, env []string, files []*os.File) error {
+func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	site, r := j.site, j.r
 	e.phase(j, PhaseChecking)
-	if err := e.healthCheck(e.hard, j, dir, env, files); err != nil {
+	if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
 		return e.failed(j, "health check", err)
 	}
 	if e.hard.Err() != nil {
@@ -426,9 +428,17 @@ func (e *Engine) checkAndSwap(j *job, dir string, env []string, files []*os.File
 // are also readable as a dotenv file at that path in dir: a symlink to
 // /dev/fd/3, where the commands find a sealed in-memory copy, so no
 // plaintext ever lands on disk.
-func (e *Engine) userEnv(j *job, dir string) ([]string, []*os.File, error) {
+func (e *Engine) userEnv(j *job, dir string) (proc, error) {
 	r := j.r
+	pr := proc{}
 	vars := map[string]string{}
+	if e.runAs != nil {
+		if err := e.handOver(dir); err != nil {
+			return pr, err
+		}
+		pr.cred = &syscall.Credential{Uid: e.runAs.uid, Gid: e.runAs.gid, Groups: []uint32{}}
+		vars["HOME"], vars["USER"], vars["LOGNAME"] = e.runAs.home, e.runAs.name, e.runAs.name
+	}
 	for k, v := range j.secrets {
 		vars[k] = v
 	}
@@ -439,28 +449,30 @@ func (e *Engine) userEnv(j *job, dir string) ([]string, []*os.File, error) {
 		vars[k] = v
 	}
 	if j.site.SecretsFile == "" {
-		return commandEnv(vars), nil, nil
+		pr.env = commandEnv(vars)
+		return pr, nil
 	}
 	if j.secretFile == nil {
 		f, err := secrets.MemFile(secrets.FormatDotenv(j.secrets))
 		if err != nil {
-			return nil, nil, err
+			return pr, err
 		}
 		j.secretFile = f
 	}
 	link := filepath.Join(dir, j.site.SecretsFile)
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return nil, nil, err
+		return pr, err
 	}
 	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
 		j.p.step("warning: the commit has a file at %s; it is replaced by the secrets file", j.site.SecretsFile)
 	}
 	_ = os.RemoveAll(link)
 	if err := os.Symlink("/dev/fd/3", link); err != nil {
-		return nil, nil, err
+		return pr, err
 	}
 	vars["EEVEON_SECRETS_FILE"] = "/dev/fd/3"
-	return commandEnv(vars), []*os.File{j.secretFile}, nil
+	pr.env, pr.files = commandEnv(vars), []*os.File{j.secretFile}
+	return pr, nil
 }
 
 // ErrNoRollback is returned when the other colour cannot be swapped back.
@@ -506,11 +518,11 @@ func (e *Engine) instantRollback(j *job) error {
 	r.Commit, r.Ref, r.Color, r.PrevColor, r.Strategy = prev.Commit, prev.Ref, prev.Color, otherColor(prev.Color), BlueGreen
 	j.p.step("rollback of %s: back to %s %s (deploy %s), by %s", j.site.Name, r.Color, r.Short(), prev.ID, firstNonEmpty(r.User, "unknown"))
 	dir := filepath.Join(j.site.Path, r.Color)
-	env, files, err := e.userEnv(j, dir)
+	pr, err := e.userEnv(j, dir)
 	if err != nil {
-		return e.failed(j, "secrets", err)
+		return e.failed(j, "prepare health check", err)
 	}
-	return e.checkAndSwap(j, dir, env, files)
+	return e.checkAndSwap(j, dir, pr)
 }
 
 // finish records the outcome: the deploy record, the site history, the
@@ -679,7 +691,7 @@ func swapCurrent(sitePath, color, id string) error {
 
 // healthCheck checks the new colour until it passes or the deadline ends,
 // retrying with doubling backoff.
-func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []string, files []*os.File) error {
+func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, pr proc) error {
 	site, r, out, p := j.site, j.r, j.out, j.p
 	if site.HealthCmd == "" && site.HealthURL == "" {
 		p.step("no health check configured")
@@ -702,7 +714,7 @@ func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, env []stri
 		var buf limitedBuffer
 		last = nil
 		if site.HealthCmd != "" {
-			last = runShell(ctx, dir, site.HealthCmd, env, files, &buf, cfg.HealthTry.Duration)
+			last = runShell(ctx, dir, site.HealthCmd, pr, &buf, cfg.HealthTry.Duration)
 		}
 		if last == nil && url != "" {
 			last = checkURL(ctx, url, cfg.HealthTry.Duration)

@@ -47,17 +47,25 @@ const supervisor = `trap 'kill -KILL 0' TERM; /bin/sh -c "$1" & wait $!`
 // runShell runs script with sh -c in dir, in its own process group, with
 // output to out. Cancelling ctx or passing the timeout kills the whole
 // group, and so does the death of the server.
-func runShell(ctx context.Context, dir, script string, env []string, files []*os.File, out io.Writer, timeout time.Duration) error {
+// proc is how a user command runs: its environment, extra open files
+// (the first is fd 3) and, with run_as, the Unix user it runs as.
+type proc struct {
+	env   []string
+	files []*os.File
+	cred  *syscall.Credential
+}
+
+func runShell(ctx context.Context, dir, script string, pr proc, out io.Writer, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", supervisor, "eeveon-run", script)
 	cmd.Dir = dir
-	cmd.Env = env
-	cmd.ExtraFiles = files // the first is fd 3
+	cmd.Env = pr.env
+	cmd.ExtraFiles = pr.files // the first is fd 3
 	cmd.Stdin = nil
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: pr.cred}
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
@@ -78,6 +86,9 @@ func runShell(ctx context.Context, dir, script string, env []string, files []*os
 		return fmt.Errorf("%w after %s", errTimeout, timeout)
 	case ctx.Err() != nil:
 		return ctx.Err()
+	}
+	if pr.cred != nil && errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("the run_as user (uid %d) cannot enter %s: give the site a path outside the data dir whose parents that user may traverse", pr.cred.Uid, dir)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -360,29 +361,57 @@ func TestPermMatrix(t *testing.T) {
 
 // TestPermDeployerBuildCannotEscalate: a deployer's push runs the build
 // script it pushed. That script must not be able to make its author an
-// admin.
+// TestPermDeployerBuildCannotEscalate: with run_as, the code a deployer
+// pushes runs as a user who cannot reach the data dir, so its build cannot
+// rewrite authorized_keys (or talk to the control socket) to become admin.
+// Without run_as, builds run as the server's user: the README says the
+// deployer role then trusts the pushed code.
 func TestPermDeployerBuildCannotEscalate(t *testing.T) {
-	t.Skip("BUG: builds run as the server's own Unix user with full access to the data dir " +
-		"(deployer/run.go runShell, deployer/engine.go deployEnv): a deployer's build.sh can rewrite " +
-		"<data>/authorized_keys (or call the control socket, which honours identity claims from that uid, " +
-		"deployer/control/server.go identify) and so become admin; the deployer role is no security boundary")
+	if os.Geteuid() != 0 {
+		t.Skip("run_as needs the server to run as root")
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skip("no user nobody to build as")
+	}
 	t.Parallel()
 	e := NewEnv(t)
+	// Site paths must be outside the (0700) data dir and traversable.
+	srv, err := os.MkdirTemp("", "eeveon-srv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(srv) })
+	if err := os.Chmod(srv, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.hdRestartWith("[deploy]\nrun_as = \"nobody\"\n")
 	admin := e.AddKey("alice", "admin", "")
 	bob := e.AddKey("bob", "deployer", "web")
-	e.rbSite(admin, "web")
+	e.MustEeveon("site", "add", "web", "--path", filepath.Join(srv, "web"), "--build", "./build.sh", "--health-cmd", "test -s public/index.html")
 	before, err := os.ReadFile(filepath.Join(e.Data, "authorized_keys"))
 	if err != nil {
 		t.Fatal(err)
 	}
-
+	keysFile := filepath.Join(e.Data, "authorized_keys")
 	evil := e.NewRepo("evil", map[string]string{"build.sh": "#!/bin/sh\n" +
-		"sed -i 's/--user bob --role deployer --sites web/--user bob --role admin/' \"$EEVEON_PATH/../../../authorized_keys\"\n" +
+		"id -u > uid.txt\n" +
+		"sed -i 's/--user bob --role deployer --sites web/--user bob --role admin/' '" + keysFile + "' && echo REWROTE\n" +
+		// The control socket lives in the data dir: no way in, no claim.
+		"test -x '" + e.Data + "' && echo ENTERED\n" +
+		"cat '" + keysFile + "' >/dev/null 2>&1 && echo READ\n" +
 		"mkdir -p public && echo ok > public/index.html\n"})
 	r := run(t, evil.Dir, []string{e.GitSSH(bob)}, "", "git", "push", "-f", e.URL("web"), "main")
-	t.Logf("evil push: exit %d\n%s", r.Code, r.Out())
-
-	after, err := os.ReadFile(filepath.Join(e.Data, "authorized_keys"))
+	if r.Code != 0 || !strings.Contains(r.Stderr, "live: web") {
+		t.Fatalf("push with run_as: exit %d\n%s", r.Code, r.Out())
+	}
+	if strings.Contains(r.Stderr, "REWROTE") || strings.Contains(r.Stderr, "ENTERED") || strings.Contains(r.Stderr, "READ") {
+		t.Errorf("the build reached the data dir:\n%s", r.Stderr)
+	}
+	uid, _ := os.ReadFile(filepath.Join(srv, "web", "current", "uid.txt"))
+	if u, _ := user.Lookup("nobody"); strings.TrimSpace(string(uid)) != u.Uid {
+		t.Errorf("the build ran as uid %q, want nobody (%s)", uid, u.Uid)
+	}
+	after, err := os.ReadFile(keysFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,6 +420,12 @@ func TestPermDeployerBuildCannotEscalate(t *testing.T) {
 	}
 	if r := e.SSH(bob, "keys", "list"); r.Code == 0 {
 		t.Errorf("bob became admin through his build:\n%s", r.Stdout)
+	}
+	// A site inside the data dir cannot work with run_as: said plainly.
+	e.MustEeveon("site", "add", "inside", "--build", "true")
+	in := e.NewRepo("inside", map[string]string{"f": "1"})
+	if r := in.Push(admin, "inside"); !strings.Contains(r.Stderr, "must be outside the data dir") {
+		t.Errorf("site inside the data dir with run_as:\n%s", r.Out())
 	}
 }
 

@@ -30,6 +30,9 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 # admin_group = "eeveon-admin"
 
 [deploy]
+# run_as = "eeveon-build"    # run builds and health checks as this user (server runs as root);
+#                            # it cannot read the data dir, so pushed code cannot become admin.
+#                            # Sites then need a path outside the data dir.
 # build_timeout = "10m"      # the build command is killed after this
 # health_timeout = "60s"     # give up health checks after this long
 # health_interval = "500ms"  # first wait between health checks (doubles, max 5s)

@@ -81,6 +81,9 @@ func serve(d deployer.Data, listenFlag string) error {
 		return fmt.Errorf("secrets: %w", err)
 	}
 	engine.SetSecrets(vault)
+	if err := engine.SetRunAs(cfg.Deploy.RunAs); err != nil {
+		return err
+	}
 	audit := command.NewAudit(d.AuditLog())
 	// Notifications: the engine's callback only queues; webhooks are
 	// posted in the background. (notifier.Mask is the hook for masking
