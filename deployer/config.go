@@ -46,7 +46,12 @@ type Config struct {
 	PublicHost string `toml:"public_host"`
 	// AdminGroup is the Unix group whose members act as admin on the
 	// local CLI (root always does).
-	AdminGroup string       `toml:"admin_group"`
+	AdminGroup string `toml:"admin_group"`
+	// LogFile, when set, receives the server log (relative to the data
+	// dir), rotated at LogMaxSize bytes; otherwise the log goes to stderr.
+	LogFile    string       `toml:"log_file"`
+	LogMaxSize int64        `toml:"log_max_size"`
+	Vacuum     VacuumConfig `toml:"vacuum"`
 	Deploy     DeployConfig `toml:"deploy"`
 	SSH        SSHConfig    `toml:"ssh"`
 	// HTTP is the optional HTTP listener that serves one-click approval
@@ -122,6 +127,13 @@ func (n NotifyConfig) WithDefaults() NotifyConfig {
 	return n
 }
 
+// VacuumConfig is the server's scheduled clean-up (see eeveon vacuum).
+type VacuumConfig struct {
+	Interval Duration `toml:"interval"` // 0 turns the schedule off
+	Keep     int      `toml:"keep"`
+	MaxAge   Duration `toml:"max_age"`
+}
+
 // DeployConfig holds pipeline limits.
 type DeployConfig struct {
 	// RunAs is the Unix user that build and health commands run as (the
@@ -151,6 +163,12 @@ func Default() Config {
 	return Config{
 		Listen:     DefaultListen,
 		AdminGroup: "eeveon-admin",
+		LogMaxSize: 10 << 20,
+		Vacuum: VacuumConfig{
+			Interval: Duration{24 * time.Hour},
+			Keep:     100,
+			MaxAge:   Duration{30 * 24 * time.Hour},
+		},
 		Deploy: DeployConfig{
 			BuildTimeout:    Duration{10 * time.Minute},
 			HealthTimeout:   Duration{60 * time.Second},
@@ -198,6 +216,9 @@ func LoadConfig(d Data) (Config, error) {
 	if err := decodeStrict(d.ConfigFile(), &cfg); err != nil {
 		return cfg, err
 	}
+	if cfg.LogFile != "" && !filepath.IsAbs(cfg.LogFile) {
+		cfg.LogFile = filepath.Join(d.Dir, cfg.LogFile)
+	}
 	for i := range cfg.Notify {
 		cfg.Notify[i] = cfg.Notify[i].WithDefaults()
 	}
@@ -226,6 +247,12 @@ func (c Config) Validate() error {
 	}
 	if c.SSH.MaxSessions < 1 || c.SSH.MaxCommandLen < 16 || c.SSH.AuthFailures < 1 {
 		return errors.New("config: ssh limits must be positive (max_command_length at least 16)")
+	}
+	if c.Vacuum.Keep < 1 || c.Vacuum.MaxAge.Duration <= 0 {
+		return errors.New("config: [vacuum] keep must be at least 1 and max_age positive")
+	}
+	if c.LogMaxSize < 1<<16 {
+		return errors.New("config: log_max_size must be at least 65536 bytes")
 	}
 	if err := c.HTTP.validate(); err != nil {
 		return err
@@ -346,6 +373,10 @@ func (d Data) AuditLog() string { return d.path("audit.log") }
 
 // LockFile is held by the running daemon.
 func (d Data) LockFile() string { return d.path("eeveon.lock") }
+
+// ServerState is written by the running server: its pid and the
+// addresses it really listens on.
+func (d Data) ServerState() string { return d.path("state", "server.json") }
 
 // StateDir holds small per-site state files of the engine.
 func (d Data) StateDir() string { return d.path("state") }

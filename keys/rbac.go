@@ -24,6 +24,7 @@ const (
 	VerbReject         Verb = "reject"
 	VerbSecrets        Verb = "secrets"
 	VerbKeys           Verb = "keys"
+	VerbVacuum         Verb = "vacuum"
 )
 
 // deployerMay is what a deployer may do: always, only on sites it may see,
@@ -50,7 +51,7 @@ const (
 var knownVerbs = map[Verb]bool{
 	VerbPush: true, VerbFetch: true, VerbHelp: true, VerbWhoami: true, VerbSites: true,
 	VerbStatus: true, VerbHistory: true, VerbLogs: true, VerbDeploy: true, VerbDeployRef: true, VerbDeployStrategy: true,
-	VerbRollback: true, VerbApprove: true, VerbReject: true, VerbSecrets: true, VerbKeys: true,
+	VerbRollback: true, VerbApprove: true, VerbReject: true, VerbSecrets: true, VerbKeys: true, VerbVacuum: true,
 }
 
 // Authorize is the one place that decides who may do what. An admin may do

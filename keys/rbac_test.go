@@ -32,6 +32,7 @@ func TestAuthorize(t *testing.T) {
 		{VerbReject, true, false, false, false},
 		{VerbSecrets, true, false, false, false},
 		{VerbKeys, true, false, false, false},
+		{VerbVacuum, true, false, false, false},
 	}
 	if len(tests) != len(knownVerbs) {
 		t.Fatalf("table covers %d verbs, the package knows %d", len(tests), len(knownVerbs))

@@ -3,9 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/eeveon/eeveon/deployer/secrets"
 	"net"
 	"os"
+
+	"github.com/eeveon/eeveon/deployer/secrets"
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/check"
@@ -27,7 +28,12 @@ func runCheck(args []string) int {
 		running = true
 	}
 	ageKey, _ := secrets.IdentityPath(d.Dir)
-	results := check.Run(d, check.Options{ServerRunning: running, AgeKeyFiles: []string{ageKey}})
+	opt := check.Options{ServerRunning: running, AgeKeyFiles: []string{ageKey}}
+	var st serverState
+	if b, err := os.ReadFile(d.ServerState()); running && err == nil && json.Unmarshal(b, &st) == nil {
+		opt.ServerAddrs = st.Addrs
+	}
+	results := check.Run(d, opt)
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")

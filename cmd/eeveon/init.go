@@ -29,6 +29,16 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 # with the local CLI. root always may.
 # admin_group = "eeveon-admin"
 
+# Server log: stderr unless log_file is set (relative to the data dir);
+# the file starts a new segment at log_max_size bytes.
+# log_file = "eeveon.log"
+# log_max_size = 10485760
+
+[vacuum]
+# interval = "24h"   # how often the server cleans up ("0s": never)
+# keep = 100         # history lines kept per site; older ones go to .deploy_history.archive
+# max_age = "720h"   # deploy logs and log segments older than this are removed
+
 [deploy]
 # run_as = "eeveon-build"    # run builds and health checks as this user (server runs as root);
 #                            # it cannot read the data dir, so pushed code cannot become admin.

@@ -26,6 +26,7 @@ var commands = map[string]func(args []string) int{
 	"approve":  runVerb("approve"),
 	"reject":   runVerb("reject"),
 	"secrets":  runSecrets,
+	"vacuum":   runVacuum,
 	"whoami":   runVerb("whoami"),
 	"sites":    runVerb("sites"),
 }
@@ -43,6 +44,9 @@ configuration (works without a running server)
   site add NAME [--branch main] [--path DIR] [--build CMD] [--health-cmd CMD]
                 [--health-url URL] [--strategy blue-green|in-place]
   site list | site show NAME | site rm NAME
+maintenance
+  check [--json]                          verify tools, permissions, config, sites, ports, disk, clock
+  vacuum [--keep N] [--max-age DUR] [--dry-run]   remove old logs, archive old history (the server also runs it daily)
 operations (through the running server)
   deploy SITE [--ref REF] [--strategy blue-green|in-place]
   rollback SITE [--to DEPLOY_ID]          swap back to the previous colour (admin)

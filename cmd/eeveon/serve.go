@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/charmbracelet/log"
 	"github.com/eeveon/eeveon/deployer/secrets"
 
 	"golang.org/x/sys/unix"
@@ -30,21 +33,57 @@ import (
 func runServe(args []string) int {
 	fs, data := flagSet("serve")
 	listen := fs.String("listen", "", "SSH listen address (default: config listen, then "+deployer.DefaultListen+"; \"off\" disables SSH)")
-	if _, code := parse(fs, args, 0, 0, "serve [--data DIR] [--listen ADDR]"); code >= 0 {
+	var opt logOptions
+	fs.StringVar(&opt.format, "log-format", "text", "text, json or logfmt")
+	fs.StringVar(&opt.level, "log-level", "info", "debug, info, warn or error")
+	if _, code := parse(fs, args, 0, 0, "serve [--data DIR] [--listen ADDR] [--log-format text|json|logfmt] [--log-level LEVEL]"); code >= 0 {
 		return code
 	}
 	d, err := deployer.NewData(*data)
 	if err != nil {
 		return fail(err)
 	}
-	if err := serve(d, *listen); err != nil {
+	if err := serve(d, *listen, opt); err != nil {
 		return fail(err)
 	}
 	return 0
 }
 
-func serve(d deployer.Data, listenFlag string) error {
-	logger := newLogger("serve")
+// logOptions are the server log's format and level flags.
+type logOptions struct{ format, level string }
+
+// serverLogger makes the server's logger: to stderr, or to the rotated
+// log_file of the config.
+func serverLogger(opt logOptions, cfg deployer.Config) (*log.Logger, func(), error) {
+	o := log.Options{ReportTimestamp: true, Prefix: "serve"}
+	switch opt.format {
+	case "text":
+		o.Formatter = log.TextFormatter
+	case "json":
+		o.Formatter = log.JSONFormatter
+	case "logfmt":
+		o.Formatter = log.LogfmtFormatter
+	default:
+		return nil, nil, fmt.Errorf("unknown log format %q (use text, json or logfmt)", opt.format)
+	}
+	lvl, err := log.ParseLevel(opt.level)
+	if err != nil {
+		return nil, nil, fmt.Errorf("unknown log level %q (use debug, info, warn or error)", opt.level)
+	}
+	o.Level = lvl
+	if cfg.LogFile == "" {
+		return log.NewWithOptions(os.Stderr, o), func() {}, nil
+	}
+	f := &deployer.RotatingFile{Path: cfg.LogFile, Max: cfg.LogMaxSize}
+	return log.NewWithOptions(f, o), func() { f.Close() }, nil
+}
+
+func serve(d deployer.Data, listenFlag string, opt logOptions) error {
+	// Until the config is read, log to stderr in the chosen format.
+	logger, _, err := serverLogger(opt, deployer.Default())
+	if err != nil {
+		return err
+	}
 	var initOut bytes.Buffer
 	fp, err := initData(d, &initOut)
 	if err != nil {
@@ -61,6 +100,14 @@ func serve(d deployer.Data, listenFlag string) error {
 	}
 	if listenFlag != "" {
 		cfg.Listen = listenFlag
+	}
+	if cfg.LogFile != "" {
+		logger.Info("logging to " + cfg.LogFile)
+		var closeLog func()
+		if logger, closeLog, err = serverLogger(opt, cfg); err != nil {
+			return err
+		}
+		defer closeLog()
 	}
 
 	// One server per data dir: it is the only writer of deploy state.
@@ -190,6 +237,22 @@ func serve(d deployer.Data, listenFlag string) error {
 		return vals["EEVEON_POLL_TOKEN"], err
 	}
 	poller.Start()
+	if iv := cfg.Vacuum.Interval.Duration; iv > 0 {
+		go scheduledVacuum(ctx, engine, cfg.Vacuum, logger.WithPrefix("vacuum"))
+	}
+	st := serverState{PID: os.Getpid(), Started: time.Now().UTC()}
+	if ssh != nil {
+		st.Addrs = append(st.Addrs, "ssh "+ssh.Addr().String())
+	}
+	if web != nil {
+		st.Addrs = append(st.Addrs, "http "+web.Addr().String())
+	}
+	if b, err := json.Marshal(st); err == nil {
+		if err := deployer.WriteFileAtomic(d.ServerState(), b, 0o600); err != nil {
+			logger.Warn("write server state", "err", err)
+		}
+	}
+	defer os.Remove(d.ServerState())
 	logger.Info("ready", "sites", len(sites), "socket", d.Socket())
 
 	sig := make(chan os.Signal, 1)
@@ -244,4 +307,35 @@ func handleControl(ctx context.Context, router *command.Router, id keys.Identity
 		return router.PostReceive(ctx, id, req.Args[1], string(req.Input), stdio)
 	}
 	return router.Run(ctx, id, req.Args, stdio)
+}
+
+// scheduledVacuum runs vacuum a minute after start (or the interval, if
+// shorter) and then every interval, logging what it did.
+func scheduledVacuum(ctx context.Context, engine *deployer.Engine, cfg deployer.VacuumConfig, l *log.Logger) {
+	wait := min(time.Minute, cfg.Interval.Duration)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = cfg.Interval.Duration
+		var out bytes.Buffer
+		err := engine.Vacuum(ctx, deployer.VacuumOptions{Keep: cfg.Keep, MaxAge: cfg.MaxAge.Duration}, &out)
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if line != "" {
+				l.Info(line)
+			}
+		}
+		if err != nil && !errors.Is(err, deployer.ErrShuttingDown) {
+			l.Warn("vacuum failed", "err", err)
+		}
+	}
+}
+
+// serverState is <data>/state/server.json, for eeveon check.
+type serverState struct {
+	PID     int       `json:"pid"`
+	Addrs   []string  `json:"addrs"`
+	Started time.Time `json:"started"`
 }

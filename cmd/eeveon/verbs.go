@@ -9,6 +9,7 @@ import (
 
 	"github.com/eeveon/eeveon/deployer/names"
 	"github.com/eeveon/eeveon/keys"
+	"golang.org/x/sys/unix"
 
 	"github.com/charmbracelet/log"
 
@@ -148,4 +149,42 @@ func runHooks(args []string) int {
 		fmt.Printf("installed post-receive hook in %s\n", d.Repo(s.Name))
 	}
 	return 0
+}
+
+// runVacuum is `eeveon vacuum`: through the daemon when it runs (it holds
+// the site locks), otherwise in this process under the data dir's lock,
+// so that no server starts meanwhile.
+func runVacuum(args []string) int {
+	data, rest, err := splitDataFlag(args)
+	if err != nil {
+		return usageFail("%v", err)
+	}
+	d, err := openData(data)
+	if err != nil {
+		return fail(err)
+	}
+	req := control.Request{Args: append([]string{"vacuum"}, rest...)}
+	code, err := control.Call(d.Socket(), req, os.Stdout, os.Stderr)
+	if !errors.Is(err, control.ErrNoServer) {
+		if err != nil {
+			return fail(err)
+		}
+		return code
+	}
+	lock, err := os.OpenFile(d.LockFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(errors.New("the server holds the data dir but does not answer on its socket; try again"))
+	}
+	cfg, err := deployer.LoadConfig(d)
+	if err != nil {
+		return fail(err)
+	}
+	logger := log.NewWithOptions(os.Stderr, log.Options{Level: log.ErrorLevel})
+	rt := &command.Router{Engine: deployer.NewEngine(d, cfg, logger), Log: logger, Audit: command.NewAudit(d.AuditLog())}
+	id := control.LocalIdentity(uint32(os.Getuid()), uint32(os.Getgid()), cfg.AdminGroup)
+	return rt.Run(context.Background(), id, req.Args, command.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 }

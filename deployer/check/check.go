@@ -46,6 +46,9 @@ type Options struct {
 	// ServerRunning says the daemon answers on the control socket, so
 	// ports it listens on are expected to be taken.
 	ServerRunning bool
+	// ServerAddrs are the addresses the running server reports it
+	// listens on (from its state file), which may differ from the config.
+	ServerAddrs []string
 	// AgeKeyFiles are the secrets identity files to check for mode 0600
 	// (the caller resolves them; missing files are skipped).
 	AgeKeyFiles []string
@@ -95,7 +98,14 @@ func Run(d deployer.Data, opt Options) []Result {
 		r.add("config", OK, d.ConfigFile()+" parses", "")
 	}
 	checkSites(&r, d)
-	checkListen(&r, "ssh listen", cfg.Listen, opt.ServerRunning)
+	if opt.ServerRunning && len(opt.ServerAddrs) > 0 {
+		for _, a := range opt.ServerAddrs {
+			r.add("listen", OK, a+" is in use by the running eeveon server", "")
+		}
+	} else {
+		checkListen(&r, "ssh listen", cfg.Listen, opt.ServerRunning)
+		checkListen(&r, "http listen", cfg.HTTP.Listen, opt.ServerRunning)
+	}
 	checkDisk(&r, "disk (data)", d.Dir)
 	checkClock(&r, d)
 	return r

@@ -2,20 +2,24 @@ package command
 
 import (
 	"encoding/json"
-	"os"
-	"sync"
+
+	"github.com/eeveon/eeveon/deployer"
 	"time"
 )
 
 // Audit appends one JSON object per line to <data>/audit.log for every
 // command and push, whoever sent it and whatever came of it.
 type Audit struct {
-	mu   sync.Mutex
-	path string
+	f *deployer.RotatingFile
 }
 
+// AuditMaxSize is the size at which the audit log starts a new segment.
+const AuditMaxSize = 10 << 20
+
 // NewAudit opens (lazily) the audit log at path.
-func NewAudit(path string) *Audit { return &Audit{path: path} }
+func NewAudit(path string) *Audit {
+	return &Audit{f: &deployer.RotatingFile{Path: path, Max: AuditMaxSize}}
+}
 
 // Event is one audit log line.
 type Event struct {
@@ -44,13 +48,6 @@ func (a *Audit) Log(ev Event) error {
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	f, err := os.OpenFile(a.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.Write(append(b, '\n'))
+	_, err = a.f.Write(append(b, '\n'))
 	return err
 }

@@ -2,6 +2,7 @@ package command
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -62,7 +63,7 @@ type call struct {
 var verbs map[string]verb
 
 // verbOrder is the order of the help text.
-var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "approve", "reject", "secrets", "keys"}
+var verbOrder = []string{"help", "whoami", "sites", "status", "history", "logs", "deploy", "rollback", "approve", "reject", "secrets", "keys", "vacuum"}
 
 func init() {
 	verbs = map[string]verb{
@@ -77,6 +78,7 @@ func init() {
 		"approve":  {"approve SITE [DEPLOY_ID]", "put the deploy waiting for approval live (admins)", (*Router).approve},
 		"reject":   {"reject SITE [DEPLOY_ID]", "discard the deploy waiting for approval (admins)", (*Router).reject},
 		"secrets":  {"secrets set SITE KEY [VALUE] | list | rm | encrypt | decrypt | rotate", "manage a site's encrypted secrets (admins; VALUE from stdin if left out)", (*Router).secrets},
+		"vacuum":   {"vacuum [--keep N] [--max-age DUR] [--dry-run]", "remove old deploy logs, archive old history, clean leftovers (admins)", (*Router).vacuum},
 		"keys":     {"keys list", "the keys and their roles (admins)", (*Router).keys},
 	}
 }
@@ -539,4 +541,27 @@ func (rt *Router) decide(c *call, name string, v keys.Verb,
 	}
 	_, err = act(c.ctx, s.Name, id, c.id.User, c.io.Stdout)
 	return err
+}
+
+func (rt *Router) vacuum(c *call) error {
+	cfg := rt.Engine.Config().Vacuum
+	fs := c.flags("vacuum")
+	keep := fs.Int("keep", cfg.Keep, "")
+	maxAge := fs.Duration("max-age", cfg.MaxAge.Duration, "")
+	dry := fs.Bool("dry-run", false, "")
+	if _, err := c.parse(fs, 0, 0); err != nil {
+		return err
+	}
+	if err := keys.Authorize(c.id, keys.VerbVacuum, ""); err != nil {
+		return err
+	}
+	opt := deployer.VacuumOptions{Keep: *keep, MaxAge: *maxAge, DryRun: *dry}
+	var buf bytes.Buffer
+	if err := rt.Engine.Vacuum(c.ctx, opt, io.MultiWriter(c.io.Stdout, &buf)); err != nil {
+		return err
+	}
+	if buf.Len() == 0 {
+		fmt.Fprintln(c.io.Stdout, "nothing to clean up")
+	}
+	return nil
 }
