@@ -142,6 +142,22 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 		t.Fatalf("admin rollback through OpenSSH: exit %d, live %q\n%s", r.Code, e.Live("hello"), r.Out())
 	}
 
+	// Approvals through OpenSSH: refused for a deployer, done by an admin.
+	e.MustEeveon("site", "set", "hello", "--approval")
+	c4 := repo.Commit("four", map[string]string{"x": "4"})
+	r = run(t, repo.Dir, []string{gitSSH}, "", "git", "push", url, "main")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "awaiting approval") {
+		t.Fatalf("push to an approval site through OpenSSH: exit %d\n%s", r.Code, r.Out())
+	}
+	r = s.ssh(t, e, deployer, "127.0.0.1", "approve", "hello")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "eeveon: permission denied: deployer may not approve hello") {
+		t.Fatalf("deployer approve through OpenSSH: exit %d\n%s", r.Code, r.Out())
+	}
+	if r := s.ssh(t, e, admin, "127.0.0.1", "approve", "hello"); r.Code != 0 || !strings.Contains(r.Stdout, "live: hello "+c4[:7]) {
+		t.Fatalf("admin approve through OpenSSH: exit %d\n%s", r.Code, r.Out())
+	}
+	e.MustEeveon("site", "set", "hello", "--approval=false")
+
 	// No shell, no pty, no shell metacharacters.
 	r = s.ssh(t, e, admin, "-T", "127.0.0.1")
 	if r.Code == 0 || !strings.Contains(r.Out(), "no shell here") {
@@ -157,6 +173,7 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 	}
 
 	// A push while the daemon is down is stored; the deploy says why not.
+	liveBefore := e.Live("hello")
 	e.Stop()
 	c3 := repo.Commit("three", map[string]string{"x": "3"})
 	r = run(t, repo.Dir, []string{gitSSH}, "", "git", "push", url, "main")
@@ -166,7 +183,7 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 	if got := strings.TrimSpace(run(t, e.Dir, nil, "", "git", "--git-dir", filepath.Join(e.Data, "repos", "hello.git"), "rev-parse", "main").Stdout); got != c3 {
 		t.Fatalf("the push was not stored: main is %s, want %s", got, c3)
 	}
-	if e.Live("hello") != "blue" {
+	if e.Live("hello") != liveBefore {
 		t.Fatal("a push with the daemon down changed current")
 	}
 	e.Start()
