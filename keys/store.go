@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/eeveon/eeveon/deployer/fsutil"
 	"github.com/eeveon/eeveon/deployer/names"
 )
 
@@ -263,7 +264,7 @@ func (s *Store) rewrite(edit func(lines []string) []string) error {
 	if out == strings.Join(lines, "") {
 		return nil
 	}
-	return writeAtomic(s.path, []byte(out))
+	return fsutil.WriteFileAtomic(s.path, []byte(out), 0o600)
 }
 
 // splitLines splits file content into lines that keep their "\n"; a last
@@ -275,41 +276,4 @@ func splitLines(data string) []string {
 	}
 	lines[len(lines)-1] += "\n"
 	return lines
-}
-
-// writeAtomic replaces path with data (mode 0600) so that a reader sees
-// either the old file or the new one, never a part.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -118,17 +118,9 @@ func siteSet(args []string) int {
 	fs, data := flagSet("site set")
 	var scratch deployer.Site
 	siteFlags(fs, &scratch)
-	pos, code := parse(fs, args, 1, 1, use)
+	d, s, code := siteArg(fs, data, args, use)
 	if code >= 0 {
 		return code
-	}
-	d, err := openData(*data)
-	if err != nil {
-		return fail(err)
-	}
-	s, err := deployer.LoadSite(d, pos[0])
-	if err != nil {
-		return fail(err)
 	}
 	// Parse again, now onto the site as it is: only the flags given change it.
 	fs2, _ := flagSet("site set")
@@ -148,7 +140,8 @@ func siteSet(args []string) int {
 	if err := poll.CheckSite(s); err != nil {
 		return fail(err)
 	}
-	if s, err = deployer.SaveSite(d, s, false, exe()); err != nil {
+	s, err := deployer.SaveSite(d, s, false, exe())
+	if err != nil {
 		return fail(err)
 	}
 	fmt.Printf("updated site %s\n", s.Name)
@@ -187,19 +180,28 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-func siteShow(args []string) int {
-	fs, data := flagSet("site show")
-	pos, code := parse(fs, args, 1, 1, "site show NAME")
+// siteArg parses "NAME" plus the flags of fs and loads that site.
+func siteArg(fs *flag.FlagSet, data *string, args []string, use string) (deployer.Data, deployer.Site, int) {
+	pos, code := parse(fs, args, 1, 1, use)
 	if code >= 0 {
-		return code
+		return deployer.Data{}, deployer.Site{}, code
 	}
 	d, err := openData(*data)
 	if err != nil {
-		return fail(err)
+		return d, deployer.Site{}, fail(err)
 	}
 	s, err := deployer.LoadSite(d, pos[0])
 	if err != nil {
-		return fail(err)
+		return d, s, fail(err)
+	}
+	return d, s, -1
+}
+
+func siteShow(args []string) int {
+	fs, data := flagSet("site show")
+	d, s, code := siteArg(fs, data, args, "site show NAME")
+	if code >= 0 {
+		return code
 	}
 	fmt.Printf("name:       %s\nbranch:     %s\nstrategy:   %s\npath:       %s\nbuild:      %s\nhealth cmd: %s\nhealth url: %s\nrepository: %s\npush URL:   %s\nlive:       %s\n",
 		s.Name, s.Branch, s.Strategy, s.Path, firstNonEmpty(s.Build, "-"), firstNonEmpty(s.HealthCmd, "-"),
@@ -215,17 +217,9 @@ func siteShow(args []string) int {
 
 func siteRm(args []string) int {
 	fs, data := flagSet("site rm")
-	pos, code := parse(fs, args, 1, 1, "site rm NAME")
+	d, s, code := siteArg(fs, data, args, "site rm NAME")
 	if code >= 0 {
 		return code
-	}
-	d, err := openData(*data)
-	if err != nil {
-		return fail(err)
-	}
-	s, err := deployer.LoadSite(d, pos[0])
-	if err != nil {
-		return fail(err)
 	}
 	if err := deployer.RemoveSite(d, s.Name); err != nil {
 		return fail(err)

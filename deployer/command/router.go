@@ -312,21 +312,11 @@ func (rt *Router) history(c *call) error {
 }
 
 func (rt *Router) logs(c *call) error {
-	pos, err := c.parse(c.flags("logs"), 1, 2)
+	s, id, err := rt.siteAndDeploy(c, "logs", keys.VerbLogs)
 	if err != nil {
 		return err
 	}
-	c.site = pos[0]
-	s, err := rt.Site(c.id, pos[0], keys.VerbLogs)
-	if err != nil {
-		return err
-	}
-	id := ""
-	if len(pos) == 2 {
-		if err := names.DeployID(pos[1]); err != nil {
-			return err
-		}
-		id = pos[1]
+	if id != "" {
 		if _, err := deployer.LoadRecord(rt.Engine.Data(), s.Name, id); err != nil {
 			return err
 		}
@@ -523,21 +513,9 @@ func (rt *Router) reject(c *call) error {
 
 func (rt *Router) decide(c *call, name string, v keys.Verb,
 	act func(ctx context.Context, site, id, user string, out io.Writer) (deployer.Record, error)) error {
-	pos, err := c.parse(c.flags(name), 1, 2)
+	s, id, err := rt.siteAndDeploy(c, name, v)
 	if err != nil {
 		return err
-	}
-	c.site = pos[0]
-	s, err := rt.Site(c.id, pos[0], v)
-	if err != nil {
-		return err
-	}
-	id := ""
-	if len(pos) == 2 {
-		if err := names.DeployID(pos[1]); err != nil {
-			return err
-		}
-		id = pos[1]
 	}
 	_, err = act(c.ctx, s.Name, id, c.id.User, c.io.Stdout)
 	return err
@@ -564,4 +542,25 @@ func (rt *Router) vacuum(c *call) error {
 		fmt.Fprintln(c.io.Stdout, "nothing to clean up")
 	}
 	return nil
+}
+
+// siteAndDeploy parses the arguments SITE [DEPLOY_ID] of a verb and
+// resolves the site for the caller.
+func (rt *Router) siteAndDeploy(c *call, name string, v keys.Verb) (deployer.Site, string, error) {
+	pos, err := c.parse(c.flags(name), 1, 2)
+	if err != nil {
+		return deployer.Site{}, "", err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], v)
+	if err != nil {
+		return s, "", err
+	}
+	if len(pos) == 2 {
+		if err := names.DeployID(pos[1]); err != nil {
+			return s, "", err
+		}
+		return s, pos[1], nil
+	}
+	return s, "", nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/eeveon/eeveon/deployer/fsutil"
 )
 
 const (
@@ -105,7 +106,7 @@ func createIdentity(dataDir, path string) (*age.X25519Identity, error) {
 	}
 	content := identityFile(id)
 	defer wipe(content)
-	err = createFileExclusive(path, content, 0o600)
+	err = fsutil.CreateFileExclusive(path, content, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return readIdentity(path, true) // another process won the race
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"filippo.io/age"
+	"github.com/eeveon/eeveon/deployer/fsutil"
 )
 
 // testHookRotate, when set, runs after each step of Rotate; an error
@@ -76,7 +77,7 @@ func Rotate(dataDir string) (newRecipient string, err error) {
 
 	// 2: the new key takes over.
 	content := identityFile(next)
-	err = writeFileAtomic(path, content, 0o600)
+	err = fsutil.WriteFileAtomic(path, content, 0o600)
 	wipe(content)
 	if err != nil {
 		return "", fmt.Errorf("rotate secrets key: step 2 (the old key is still in place): %w", err)

@@ -16,6 +16,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/eeveon/eeveon/deployer/fsutil"
 	"github.com/eeveon/eeveon/deployer/names"
 )
 
@@ -328,7 +329,7 @@ func encryptFile(path string, plain []byte, recipients ...age.Recipient) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("encrypt %s: %w", path, err)
 	}
-	return writeFileAtomic(path, buf.Bytes(), 0o600)
+	return fsutil.WriteFileAtomic(path, buf.Bytes(), 0o600)
 }
 
 // storeFiles lists the store files (*.age, not hidden) in dir, sorted.
