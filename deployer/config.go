@@ -70,6 +70,9 @@ type HTTPConfig struct {
 	// PublicURL is the base URL put in approval links (scheme, host and
 	// an optional path prefix); default http://<listen>.
 	PublicURL string `toml:"public_url"`
+	// GitHubSecret enables POST /hooks/github: a push webhook signed with
+	// this secret makes the matching polled site poll at once.
+	GitHubSecret string `toml:"github_secret"`
 }
 
 // NotifyConfig is one [[notify]] block: a webhook that receives deploy
@@ -270,7 +273,13 @@ func (h HTTPConfig) validate() error {
 		if h.PublicURL != "" {
 			return errors.New("config: http.public_url needs http.listen")
 		}
+		if h.GitHubSecret != "" {
+			return errors.New("config: http.github_secret needs http.listen")
+		}
 		return nil
+	}
+	if h.GitHubSecret != "" && len(h.GitHubSecret) < 16 {
+		return errors.New("config: http.github_secret must be at least 16 characters")
 	}
 	if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
 		return fmt.Errorf("config: http.listen %q is not host:port", h.Listen)

@@ -219,6 +219,16 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	} else {
 		logger.Info("embedded SSH server off", "data", d.Dir)
 	}
+	poller := poll.New(engine, logger.WithPrefix("poll"))
+	if web != nil {
+		web.Trigger = poller.Trigger
+	}
+	// An https poll URL may authenticate with the site's secret
+	// EEVEON_POLL_TOKEN.
+	poller.TokenFunc = func(site string) (string, error) {
+		vals, err := vault.Get(site)
+		return vals["EEVEON_POLL_TOKEN"], err
+	}
 	if web != nil {
 		go func() {
 			if err := web.Serve(); err != nil {
@@ -229,13 +239,6 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	}
 	// The poller deploys through the engine, after recovery, once the
 	// listeners are up (a site may poll this server's own SSH).
-	poller := poll.New(engine, logger.WithPrefix("poll"))
-	// An https poll URL may authenticate with the site's secret
-	// EEVEON_POLL_TOKEN.
-	poller.TokenFunc = func(site string) (string, error) {
-		vals, err := vault.Get(site)
-		return vals["EEVEON_POLL_TOKEN"], err
-	}
 	poller.Start()
 	if iv := cfg.Vacuum.Interval.Duration; iv > 0 {
 		go scheduledVacuum(ctx, engine, cfg.Vacuum, logger.WithPrefix("vacuum"))

@@ -45,6 +45,9 @@ type Server struct {
 	// Audit receives a line for every approval tried through a link.
 	Audit *command.Audit
 	Log   *log.Logger
+	// Trigger makes a polled site poll now (the poller's Trigger); used by
+	// the GitHub webhook.
+	Trigger func(site string)
 	// LockWait bounds the wait for the site's lock when approving (a
 	// deploy in progress holds it); zero means one minute.
 	LockWait time.Duration
@@ -56,6 +59,7 @@ type Server struct {
 	srv    *http.Server
 	base   string
 	now    func() time.Time
+	seen   deliveries
 }
 
 // SecretFile is where the token key lives in the data dir.
@@ -107,6 +111,7 @@ func (s *Server) Listen() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /approve/{token}", s.show)
 	mux.HandleFunc("POST /approve/{token}", s.approve)
+	mux.HandleFunc("POST /hooks/github", s.github)
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusNotFound, page{Title: "Not found", Message: "eeveon serves approval links here and nothing else."})
 	})
