@@ -148,8 +148,28 @@ func (e *Engine) ExpirePending(now time.Time) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		_, err := e.decide(ctx, r.Site, r.ID, io.Discard, func(*job) error { return nil })
 		cancel()
+		if errors.Is(err, ErrSiteNotFound) {
+			e.dropPending(r, "the site was removed")
+			continue
+		}
 		if err != nil && !errors.Is(err, ErrApproval) && !errors.Is(err, context.DeadlineExceeded) {
 			e.log.Warn("expire pending deploy", "site", r.Site, "deploy", r.ID, "err", err)
 		}
 	}
+}
+
+// dropPending forgets a pending deploy whose site is gone, recording it as
+// expired (there is no site history left to append to).
+func (e *Engine) dropPending(r Record, why string) {
+	e.mu.Lock()
+	if p, ok := e.pending[r.Site]; ok && p.ID == r.ID {
+		delete(e.pending, r.Site)
+	}
+	e.mu.Unlock()
+	r.State, r.Error, r.Phase, r.FinishedAt = StateExpired, why, PhaseFinished, time.Now().UTC()
+	if err := saveRecord(e.data, &r); err != nil {
+		e.log.Warn("expire pending deploy", "site", r.Site, "deploy", r.ID, "err", err)
+		return
+	}
+	e.log.Info("pending deploy expired", "site", r.Site, "deploy", r.ID, "why", why)
 }

@@ -23,6 +23,14 @@ import (
 	"github.com/charmbracelet/log"
 )
 
+// Triggers of the two kinds of rollback: the instant swap back, which
+// never writes into a colour, and the redeploy of an older commit through
+// the pipeline, which does.
+const (
+	TriggerRollback   = "rollback"
+	TriggerRollbackTo = "rollback-to"
+)
+
 // ErrShuttingDown is returned for work offered while the server stops.
 var ErrShuttingDown = errors.New("server is shutting down")
 
@@ -56,7 +64,10 @@ type Engine struct {
 
 	events  func(Event)
 	secrets *secrets.Store
-	runAs   *runAs
+	// histMu serialises history appends (read, add a line, rewrite): a
+	// deploy that gave up waiting for its site lock still appends.
+	histMu sync.Mutex
+	runAs  *runAs
 
 	// hard is cancelled when a shutdown's grace period ends: builds are
 	// killed and their deploys recorded as interrupted.
@@ -171,7 +182,7 @@ func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record
 // Rollback swaps current back to the other colour without a rebuild,
 // after checking its health again (see RollbackTarget).
 func (e *Engine) Rollback(ctx context.Context, req Request, out io.Writer) (Record, error) {
-	req.Trigger = "rollback"
+	req.Trigger = TriggerRollback
 	return e.run(ctx, req, out, e.instantRollback)
 }
 
@@ -318,6 +329,7 @@ var errSuperseded = errors.New("superseded")
 
 // fail ends the job with state and reason and returns the reason as error.
 func (e *Engine) fail(j *job, state, why string) error {
+	why = j.mask(why)
 	e.finish(j, state, why)
 	return errors.New(why)
 }
@@ -408,7 +420,7 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	if e.hard.Err() != nil {
 		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
 	}
-	if site.Approval && !j.approved && r.Trigger != "rollback" {
+	if site.Approval && !j.approved && r.Trigger != TriggerRollback && r.Trigger != TriggerRollbackTo {
 		return e.awaitApproval(j)
 	}
 	if r.Strategy != InPlace {
@@ -459,16 +471,25 @@ func (e *Engine) userEnv(j *job, dir string) (proc, error) {
 		}
 		j.secretFile = f
 	}
-	link := filepath.Join(dir, j.site.SecretsFile)
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+	// The commit decides what is in dir, symlinks included: every step
+	// goes through an os.Root so that none can lead outside it.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
 		return pr, err
 	}
-	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		j.p.step("warning: the commit has a file at %s; it is replaced by the secrets file", j.site.SecretsFile)
+	defer root.Close()
+	link := j.site.SecretsFile
+	if err := root.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
 	}
-	_ = os.RemoveAll(link)
-	if err := os.Symlink("/dev/fd/3", link); err != nil {
-		return pr, err
+	if fi, err := root.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		j.p.step("warning: the commit has a file at %s; it is replaced by the secrets file", link)
+	}
+	if err := root.RemoveAll(link); err != nil {
+		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
+	}
+	if err := root.Symlink("/dev/fd/3", link); err != nil {
+		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
 	}
 	vars["EEVEON_SECRETS_FILE"] = "/dev/fd/3"
 	pr.env, pr.files = commandEnv(vars), []*os.File{j.secretFile}
@@ -495,7 +516,7 @@ func RollbackTarget(site Site) (Record, error) {
 	for i := len(h) - 1; i >= 0; i-- {
 		r := h[i]
 		// Records that never wrote into a colour dir do not count.
-		if r.Color != target || r.State == StateSuperseded || (r.Trigger == "rollback" && r.State != StateLive) {
+		if r.Color != target || r.State == StateSuperseded || (r.Trigger == TriggerRollback && r.State != StateLive) {
 			continue
 		}
 		if r.State != StateLive {
@@ -529,15 +550,18 @@ func (e *Engine) instantRollback(j *job) error {
 // server log and the last lines the client sees.
 func (e *Engine) finish(j *job, state, why string) {
 	site, r, p, l := j.site, j.r, j.p, j.l
-	r.State, r.Error, r.Phase = state, j.mask(why), PhaseFinished
+	why = j.mask(why) // it may quote a command or URL holding a secret
+	r.State, r.Error, r.Phase = state, why, PhaseFinished
 	r.FinishedAt = time.Now().UTC()
-	if err := saveRecord(e.data, r); err != nil {
-		l.Error("save deploy record", "err", err)
-	}
+	// History first: should the server die between the two writes, the
+	// record still says running and Recover finds the outcome in history.
 	if err := os.MkdirAll(site.Path, 0o755); err == nil {
-		if err := appendHistory(site, *r); err != nil {
+		if err := e.appendHistory(site, *r); err != nil {
 			l.Error("append history", "err", err)
 		}
+	}
+	if err := saveRecord(e.data, r); err != nil {
+		l.Error("save deploy record", "err", err)
 	}
 	e.setRunning(r)
 	e.mu.Lock()
@@ -548,7 +572,7 @@ func (e *Engine) finish(j *job, state, why string) {
 	}
 	e.mu.Unlock()
 	switch {
-	case state == StateLive && r.Trigger == "rollback":
+	case state == StateLive && (r.Trigger == TriggerRollback || r.Trigger == TriggerRollbackTo):
 		e.emit("rolled_back", j)
 	case state == StateInterrupted:
 		e.emit(StateFailed, j)
@@ -793,4 +817,11 @@ func liveRecord(site Site, color string) (Record, bool) {
 		}
 	}
 	return Record{}, false
+}
+
+// appendHistory adds a line to a site's history, one writer at a time.
+func (e *Engine) appendHistory(site Site, r Record) error {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	return appendHistory(site, r)
 }

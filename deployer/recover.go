@@ -22,6 +22,15 @@ func (e *Engine) Recover() {
 		if err != nil {
 			e.log.Warn("recover", "site", site.Name, "err", err)
 		}
+		// Outcomes already in history, by deploy id (the last line wins).
+		outcomes := map[string]Record{}
+		if h, err := History(site); err == nil {
+			for _, r := range h {
+				if r.State != StateRunning && r.State != StatePendingApproval {
+					outcomes[r.ID] = r
+				}
+			}
+		}
 		for i := range recs {
 			r := &recs[i]
 			if r.State == StatePendingApproval {
@@ -35,18 +44,26 @@ func (e *Engine) Recover() {
 			if r.State != StateRunning {
 				continue
 			}
+			if done, ok := outcomes[r.ID]; ok {
+				// The server died after writing the outcome to history
+				// and before the record: the record catches up.
+				if err := saveRecord(e.data, &done); err != nil {
+					e.log.Error("recover: save record", "site", site.Name, "deploy", r.ID, "err", err)
+				}
+				continue
+			}
 			state, why := StateInterrupted, "server stopped during "+r.Phase
 			if r.Phase == PhaseSwapping && r.Strategy != InPlace && LiveColor(site.Path) == r.Color {
 				state, why = StateLive, ""
 			}
 			r.State, r.Error, r.Phase = state, why, PhaseFinished
 			r.FinishedAt = time.Now().UTC()
+			if err := e.appendHistory(site, *r); err != nil {
+				e.log.Error("recover: history", "site", site.Name, "err", err)
+			}
 			if err := saveRecord(e.data, r); err != nil {
 				e.log.Error("recover: save record", "site", site.Name, "deploy", r.ID, "err", err)
 				continue
-			}
-			if err := appendHistory(site, *r); err != nil {
-				e.log.Error("recover: history", "site", site.Name, "err", err)
 			}
 			e.log.Warn("recovered deploy", "site", site.Name, "deploy", r.ID, "state", state)
 		}

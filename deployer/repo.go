@@ -14,6 +14,9 @@ import (
 // hookMarker identifies a post-receive hook written by eeveon.
 const hookMarker = "# eeveon post-receive hook"
 
+// IsEeveonHook reports whether a post-receive hook is one eeveon wrote.
+func IsEeveonHook(content []byte) bool { return bytes.Contains(content, []byte(hookMarker)) }
+
 // ShellQuote quotes s for a POSIX shell.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
@@ -66,7 +69,7 @@ func EnsureRepo(d Data, name, exe string) error {
 	switch {
 	case err == nil && bytes.Equal(old, want):
 		return nil
-	case err == nil && !bytes.Contains(old, []byte(hookMarker)):
+	case err == nil && !IsEeveonHook(old):
 		if _, err := os.Stat(hook + ".local"); err == nil {
 			return fmt.Errorf("%s: a hook that is not eeveon's replaced ours, and post-receive.local exists too; merge yours into post-receive.local and run eeveon hooks install %s", hook, name)
 		}

@@ -19,9 +19,6 @@ type VacuumOptions struct {
 	DryRun bool          // report, change nothing
 }
 
-// DefaultVacuum is what eeveon vacuum and the daily run keep.
-var DefaultVacuum = VacuumOptions{Keep: 100, MaxAge: 30 * 24 * time.Hour}
-
 // archiveFile holds history lines compacted out of .deploy_history.
 const archiveFile = ".deploy_history.archive"
 

@@ -40,7 +40,7 @@ func Shell(ctx context.Context, d deployer.Data, id keys.Identity, original stri
 	args, err := command.Parse(original, cfg.SSH.MaxCommandLen)
 	if err != nil {
 		fmt.Fprintf(stderr, "eeveon: %v\n", err)
-		rt.AuditEvent(id, original, "", "error: "+err.Error())
+		rt.AuditEvent(id, command.RedactLine(original), "", "error: "+err.Error())
 		return 2
 	}
 	if verb, path, ok := command.GitCommand(args); ok {

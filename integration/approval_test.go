@@ -89,6 +89,21 @@ func TestApprovals(t *testing.T) {
 	if r := e.SSH(carol, "approve", "critical", id5); r.Code != 0 || e.Live("critical") != "green" {
 		t.Fatalf("approval by another admin: exit %d, live %q\n%s", r.Code, e.Live("critical"), r.Out())
 	}
+
+	// The local CLI (root here: admin) rejects and approves too.
+	repo.Commit("six", map[string]string{"x": "6"})
+	_, id6 := push(bob)
+	if r := e.Eeveon("reject", "critical", id6); r.Code != 0 || !strings.Contains(r.Stdout, "rejected") {
+		t.Fatalf("local reject: exit %d\n%s", r.Code, r.Out())
+	}
+	c7 := repo.Commit("seven", map[string]string{"x": "7"})
+	_, id7 := push(bob)
+	if r := e.Eeveon("approve", "critical", id7); r.Code != 0 || !strings.Contains(r.Stdout, "live: critical "+c7[:7]) {
+		t.Fatalf("local approve: exit %d\n%s", r.Code, r.Out())
+	}
+	if h := e.MustEeveon("history", "critical").Stdout; !strings.Contains(h, id6+"  rejected") || !strings.Contains(h, id7+"  live") {
+		t.Errorf("history after local decisions:\n%s", h)
+	}
 }
 
 func TestApprovalExpires(t *testing.T) {

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -83,5 +85,48 @@ func TestRollback(t *testing.T) {
 	}
 	if got := e.ReadSite("hello", "public/index.html"); got != "commit "+c1+" color blue\n" {
 		t.Fatalf("after rollback --to, serving %q", got)
+	}
+}
+
+// TestRollbackAfterFailedRollbackTo: a rollback --to that fails has written
+// into the inactive colour, so the instant rollback may not swap to it.
+func TestRollbackAfterFailedRollbackTo(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin := e.AddKey("alice", "admin", "")
+	marker := filepath.Join(e.Dir, "fail-builds")
+	build := "#!/bin/sh\nset -e\ntest ! -e '" + marker + "'\nmkdir -p public\necho \"commit $EEVEON_COMMIT\" > public/index.html\n"
+	e.MustEeveon("site", "add", "web", "--build", "./build.sh")
+	repo := e.NewRepo("web", map[string]string{"build.sh": build})
+	for i := 2; i <= 3; i++ {
+		if r := repo.Push(admin, "web"); r.Code != 0 {
+			t.Fatalf("push: %s", r.Out())
+		}
+		repo.Commit("next", map[string]string{"n": strings.Repeat("x", i)})
+	}
+	if r := repo.Push(admin, "web"); r.Code != 0 || e.Live("web") != "blue" {
+		t.Fatalf("third push: live %q\n%s", e.Live("web"), r.Out())
+	}
+	served := e.ReadSite("web", "public/index.html")
+	hist := e.MustEeveon("history", "web").Stdout
+	first := regexp.MustCompile(`(?m)^(\d{8}-\d{6}-[0-9a-f]{4})\s+live\s+blue`).FindStringSubmatch(hist)
+	if first == nil {
+		t.Fatalf("no first deploy:\n%s", hist)
+	}
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.SSH(admin, "rollback", "web", "--to", first[1]); r.Code == 0 {
+		t.Fatalf("rollback --to with a failing build succeeded:\n%s", r.Out())
+	}
+	r := e.SSH(admin, "rollback", "web")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "green no longer holds a good release") {
+		t.Fatalf("instant rollback onto a colour a failed rollback --to wrote: exit %d\n%s", r.Code, r.Out())
+	}
+	if e.Live("web") != "blue" || e.ReadSite("web", "public/index.html") != served {
+		t.Fatal("what is served changed")
+	}
+	if !strings.Contains(e.MustEeveon("history", "web").Stdout, "rollback-to") {
+		t.Error("the failed rollback --to is not in the history as rollback-to")
 	}
 }

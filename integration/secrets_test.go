@@ -166,3 +166,59 @@ func TestSecretsLocalCLI(t *testing.T) {
 		t.Fatal("removing a missing secret succeeded")
 	}
 }
+
+// TestSecretsFileCannotEscapeTheSite: a pushed symlink on the way to
+// secrets_file must not make the server write or delete outside the site.
+func TestSecretsFileCannotEscapeTheSite(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin := e.AddKey("alice", "admin", "")
+	victim := filepath.Join(e.Dir, "victim")
+	if err := os.MkdirAll(victim, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(victim, ".env"), []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.MustEeveon("site", "add", "web", "--secrets-file", "conf/.env")
+	if r := e.sshIn(admin, "v4lue-v4lue\n", "secrets", "set", "web", "K"); r.Code != 0 {
+		t.Fatal(r.Out())
+	}
+	repo := e.NewRepo("web", map[string]string{"index.html": "x"})
+	if err := os.Symlink(victim, filepath.Join(repo.Dir, "conf")); err != nil {
+		t.Fatal(err)
+	}
+	repo.Git("add", "conf")
+	repo.Git("commit", "-q", "-m", "conf is a symlink out of the site")
+	r := repo.Push(admin, "web")
+	if !strings.Contains(r.Stderr, "FAILED") || e.Live("web") != "" {
+		t.Fatalf("a deploy whose secrets_file path leaves the site did not fail:\n%s", r.Out())
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, ".env")); err != nil || string(b) != "precious" {
+		t.Fatalf("the file outside the site was changed: %q, %v", b, err)
+	}
+}
+
+// TestSecretValuesNeverAudited: neither a refused command line nor the
+// short form over SSH puts a value into the audit log.
+func TestSecretValuesNeverAudited(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin := e.AddKey("alice", "admin", "")
+	e.MustEeveon("site", "add", "web")
+	e.SSH(admin, "secrets set web API_KEY sup3r$ecretXYZ")     // refused: $ outside quotes
+	e.SSH(admin, "secrets", "set", "API_KEY", "hunter2hunter2") // the short form, over SSH
+	e.SSH(admin, "secrets", "set", "web", "API_KEY", "'quoted-val-Q9'")
+	audit, err := os.ReadFile(filepath.Join(e.Data, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"sup3r", "hunter2", "quoted-val"} {
+		if strings.Contains(string(audit), v) {
+			t.Errorf("the audit log holds a secret value (%s…)", v[:3])
+		}
+	}
+	if !strings.Contains(string(audit), `"command":"secrets set web API_KEY ***"`) {
+		t.Errorf("the audit log lacks the redacted command:\n%s", audit)
+	}
+}

@@ -209,46 +209,8 @@ func parseLine(line string) (Entry, error) {
 	if err != nil {
 		return e, fmt.Errorf("command option: %w", err)
 	}
-	flags := map[string]string{}
-	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(args[i], "=")
-		if name != "--user" && name != "--role" && name != "--sites" {
-			continue
-		}
-		if !hasVal {
-			if i+1 == len(args) {
-				return e, fmt.Errorf("command option: %s needs a value", name)
-			}
-			i++
-			val = args[i]
-		}
-		if _, dup := flags[name]; dup {
-			return e, fmt.Errorf("command option: %s given twice", name)
-		}
-		flags[name] = val
-	}
-	user, ok := flags["--user"]
-	if !ok {
-		return e, errors.New("command option has no --user NAME")
-	}
-	if err := names.User(user); err != nil {
+	if e.User, e.Role, e.Sites, err = IdentityArgs(args); err != nil {
 		return e, err
-	}
-	e.User = user
-	role, ok := flags["--role"]
-	if !ok {
-		return e, errors.New("command option has no --role admin|deployer")
-	}
-	if e.Role, err = ParseRole(role); err != nil {
-		return e, err
-	}
-	if sites, ok := flags["--sites"]; ok {
-		e.Sites = strings.Split(sites, ",")
-		for _, s := range e.Sites {
-			if err := names.Site(s); err != nil {
-				return e, fmt.Errorf("--sites: %w", err)
-			}
-		}
 	}
 	return e, nil
 }
@@ -403,4 +365,53 @@ func FormatLine(e Entry, command string) string {
 		b.WriteString(e.Comment)
 	}
 	return b.String()
+}
+
+// IdentityArgs reads the identity from the arguments of a forced command
+// (--user NAME --role ROLE [--sites a,b], also as --flag=value; anything
+// else is ignored; a flag given twice is an error). The embedded server
+// reads authorized_keys lines with it, and eeveon shell its own arguments,
+// so both read one line the same way.
+func IdentityArgs(args []string) (user string, role Role, sites []string, err error) {
+	flags := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(args[i], "=")
+		if name != "--user" && name != "--role" && name != "--sites" {
+			continue
+		}
+		if !hasVal {
+			if i+1 == len(args) {
+				return "", "", nil, fmt.Errorf("command option: %s needs a value", name)
+			}
+			i++
+			val = args[i]
+		}
+		if _, dup := flags[name]; dup {
+			return "", "", nil, fmt.Errorf("command option: %s given twice", name)
+		}
+		flags[name] = val
+	}
+	user, ok := flags["--user"]
+	if !ok {
+		return "", "", nil, errors.New("command option has no --user NAME")
+	}
+	if err := names.User(user); err != nil {
+		return "", "", nil, err
+	}
+	r, ok := flags["--role"]
+	if !ok {
+		return "", "", nil, errors.New("command option has no --role admin|deployer")
+	}
+	if role, err = ParseRole(r); err != nil {
+		return "", "", nil, err
+	}
+	if list, ok := flags["--sites"]; ok {
+		sites = strings.Split(list, ",")
+		for _, s := range sites {
+			if err := names.Site(s); err != nil {
+				return "", "", nil, fmt.Errorf("--sites: %w", err)
+			}
+		}
+	}
+	return user, role, sites, nil
 }

@@ -54,7 +54,7 @@ func (s *Server) handle(sess ssh.Session) {
 	args, err := command.Parse(raw, s.Config.MaxCommandLen)
 	if err != nil {
 		fmt.Fprintf(sess.Stderr(), "eeveon: %v\n", err)
-		s.Router.AuditEvent(id, raw, "", "error: "+err.Error())
+		s.Router.AuditEvent(id, command.RedactLine(raw), "", "error: "+err.Error())
 		_ = sess.Exit(2)
 		return
 	}

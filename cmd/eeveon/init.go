@@ -96,8 +96,8 @@ func initData(d deployer.Data, out io.Writer) (string, error) {
 	}
 	if created {
 		fmt.Fprintf(out, "created data dir %s\n", d.Dir)
-	} else if fi, err := os.Stat(d.Dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(out, "warning: data dir %s has mode %o; 0700 is expected (chmod 700 %s)\n", d.Dir, fi.Mode().Perm(), d.Dir)
+	} else if fi, err := os.Stat(d.Dir); err == nil && fi.Mode().Perm()&0o027 != 0 {
+		fmt.Fprintf(out, "warning: data dir %s has mode %o; 0700 (or 0750 for the admin group) is expected (chmod 700 %s)\n", d.Dir, fi.Mode().Perm(), d.Dir)
 	}
 	for _, sub := range subdirs {
 		if err := os.MkdirAll(sub(d), 0o700); err != nil {

@@ -35,7 +35,7 @@ func runKeys(args []string) int {
 // shellCommand is the forced command written with each key, so that the
 // same line works in OpenSSH mode.
 func shellCommand(d deployer.Data) string {
-	return exe() + " shell --data " + d.Dir
+	return deployer.ShellQuote(exe()) + " shell --data " + deployer.ShellQuote(d.Dir)
 }
 
 func keysAdd(args []string) int {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
-	"github.com/eeveon/eeveon/deployer/names"
 	"github.com/eeveon/eeveon/keys"
 	"golang.org/x/sys/unix"
 
@@ -82,33 +80,20 @@ func runHook(args []string) int {
 // runShellCmd is `eeveon shell`, the forced command of an OpenSSH
 // authorized_keys line written by `eeveon keys add --openssh`.
 func runShellCmd(args []string) int {
-	fs, data := flagSet("shell")
-	user := fs.String("user", "", "")
-	role := fs.String("role", "", "")
-	sites := fs.String("sites", "", "")
-	if _, code := parse(fs, args, 0, 0, "shell --user NAME --role ROLE [--sites a,b] (an OpenSSH forced command)"); code >= 0 {
-		return code
+	data, rest, err := splitDataFlag(args)
+	if err != nil {
+		return usageFail("%v", err)
 	}
-	r, err := keys.ParseRole(*role)
+	// The same reading of the key's identity as the embedded server's.
+	user, role, sites, err := keys.IdentityArgs(rest)
+	if err != nil {
+		return usageFail("shell: %v (usage: eeveon shell --user NAME --role ROLE [--sites a,b], an OpenSSH forced command)", err)
+	}
+	d, err := openData(data)
 	if err != nil {
 		return fail(err)
 	}
-	if err := names.User(*user); err != nil {
-		return fail(err)
-	}
-	id := keys.Identity{User: *user, Role: r, Remote: hooks.RemoteFromEnv(), Source: "openssh"}
-	if *sites != "" {
-		for _, s := range strings.Split(*sites, ",") {
-			if err := names.Site(s); err != nil {
-				return fail(err)
-			}
-			id.Sites = append(id.Sites, s)
-		}
-	}
-	d, err := openData(*data)
-	if err != nil {
-		return fail(err)
-	}
+	id := keys.Identity{User: user, Role: role, Sites: sites, Remote: hooks.RemoteFromEnv(), Source: "openssh"}
 	return hooks.Shell(context.Background(), d, id, os.Getenv("SSH_ORIGINAL_COMMAND"), os.Stdin, os.Stdout, os.Stderr)
 }
 

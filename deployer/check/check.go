@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -72,7 +73,11 @@ func Run(d deployer.Data, opt Options) []Result {
 		r.add("data dir", Fail, fmt.Sprintf("%s: %v", d.Dir, errors.Unwrap(err)), "eeveon init --data "+d.Dir)
 		return r
 	}
-	checkMode(&r, "data dir", d.Dir, fi, 0o700, "chmod 700 "+d.Dir)
+	if cfg, err := deployer.LoadConfig(d); err == nil && adminGroupDir(fi, cfg.AdminGroup) {
+		r.add("data dir", OK, fmt.Sprintf("%s mode 0750, group %s (its members use the local CLI as admins)", d.Dir, cfg.AdminGroup), "")
+	} else {
+		checkMode(&r, "data dir", d.Dir, fi, 0o700, "chmod 700 "+d.Dir)
+	}
 	checkOwner(&r, "data dir", d.Dir, fi)
 	checkHostKey(&r, d)
 	for _, p := range opt.AgeKeyFiles {
@@ -157,6 +162,17 @@ func checkMode(r *report, check, path string, fi fs.FileInfo, want fs.FileMode, 
 	}
 }
 
+// adminGroupDir reports whether the data dir is mode 0750 and owned by
+// the admin group: the documented way to let that group use the CLI.
+func adminGroupDir(fi fs.FileInfo, group string) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || fi.Mode().Perm() != 0o750 {
+		return false
+	}
+	g, err := user.LookupGroup(group)
+	return err == nil && g.Gid == strconv.FormatUint(uint64(st.Gid), 10)
+}
+
 func checkOwner(r *report, check, path string, fi fs.FileInfo) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -224,7 +240,7 @@ func checkSites(r *report, d deployer.Data) {
 			continue
 		}
 		hook, err := os.ReadFile(filepath.Join(d.Repo(s.Name), "hooks", "post-receive"))
-		if err != nil || !strings.Contains(string(hook), "eeveon post-receive hook") {
+		if err != nil || !deployer.IsEeveonHook(hook) {
 			r.add(name, Warn, "the repository has no eeveon post-receive hook: pushes are stored but not deployed", "eeveon hooks install "+s.Name)
 			continue
 		}

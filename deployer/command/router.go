@@ -448,7 +448,7 @@ func (rt *Router) rollback(c *call) error {
 	if err != nil {
 		return err
 	}
-	req := deployer.Request{Site: s.Name, User: c.id.User, Fingerprint: c.id.Fingerprint, Trigger: "rollback"}
+	req := deployer.Request{Site: s.Name, User: c.id.User, Fingerprint: c.id.Fingerprint}
 	if *to == "" {
 		_, err = rt.Engine.Rollback(c.ctx, req, c.io.Stdout)
 		return err
@@ -463,7 +463,7 @@ func (rt *Router) rollback(c *call) error {
 	if old.Commit == "" {
 		return fmt.Errorf("%w: deploy %s never resolved a commit", deployer.ErrNoRollback, old.ID)
 	}
-	req.Ref = old.Commit
+	req.Ref, req.Trigger = old.Commit, deployer.TriggerRollbackTo
 	_, err = rt.Engine.Deploy(c.ctx, req, c.io.Stdout)
 	return err
 }

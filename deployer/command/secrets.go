@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/eeveon/eeveon/deployer/names"
+
 	"github.com/eeveon/eeveon/deployer/secrets"
 	"github.com/eeveon/eeveon/keys"
 )
@@ -41,13 +43,36 @@ func positional(args []string) []string {
 	return pos
 }
 
-// redact hides secret values in a command line before it is logged:
-// `secrets set SITE KEY VALUE` becomes `secrets set SITE KEY ***`.
+// redact hides secret values in a command line before it is logged. For
+// `secrets set`, only a site name in third place and a key name after it
+// are kept; every other word may be a value and becomes ***, whatever the
+// shape of the line (`secrets set KEY VALUE` included).
 func redact(args []string) string {
-	if len(args) >= 5 && args[0] == "secrets" && args[1] == "set" {
-		args = append(append([]string{}, args[:4]...), "***")
+	if len(args) < 2 || args[0] != "secrets" || args[1] != "set" {
+		return strings.Join(args, " ")
 	}
-	return strings.Join(args, " ")
+	out := []string{"secrets", "set"}
+	for i, w := range args[2:] {
+		switch {
+		case i == 0 && names.Site(w) == nil,
+			i == 1 && names.Site(args[2]) == nil && secrets.ValidKey(w) == nil:
+			out = append(out, w)
+		default:
+			out = append(out, "***")
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// RedactLine is what the audit log records of a command line that did not
+// parse: the first word only, if it is a verb, since the rest may hold a
+// secret value (values often contain shell metacharacters).
+func RedactLine(line string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if _, ok := verbs[first]; ok || first == "git-receive-pack" || first == "git-upload-pack" {
+		return first + " … (not parsed)"
+	}
+	return "(not parsed)"
 }
 
 // maxSecretInput bounds what a secrets command reads from stdin.

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/eeveon/eeveon/keys"
 )
@@ -65,8 +66,13 @@ var ErrNoServer = errors.New("the eeveon server is not running")
 // and stderr. It returns the command's exit status.
 func Call(socket string, req Request, stdout, stderr io.Writer) (int, error) {
 	conn, err := net.Dial("unix", socket)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
 		return 1, fmt.Errorf("%w (no answer on %s; start it with: eeveon serve)", ErrNoServer, socket)
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
+		return 1, fmt.Errorf("permission denied: this Unix account may not use the eeveon server's socket %s (see the README: the local CLI and sudo)", socket)
+	case err != nil:
+		return 1, fmt.Errorf("connect to the eeveon server: %w", err)
 	}
 	defer conn.Close()
 	b, err := json.Marshal(req)

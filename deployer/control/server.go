@@ -51,6 +51,15 @@ func (s *Server) Listen() error {
 		ln.Close()
 		return fmt.Errorf("listen on control socket: %w", err)
 	}
+	// Members of the admin group reach the socket as themselves (with
+	// the data dir group-owned by that group, mode 0750).
+	if g, err := user.LookupGroup(s.AdminGroup); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			if err := os.Chown(s.Path, -1, gid); err != nil && s.Log != nil {
+				s.Log.Warn("control socket: cannot give it to the admin group", "group", s.AdminGroup, "err", err)
+			}
+		}
+	}
 	s.ln = ln
 	return nil
 }
