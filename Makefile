@@ -26,8 +26,13 @@ unit:
 integration:
 	$(GO) test -race -count=1 -v ./integration/...
 
+# Benchmarks next to baselines on this machine, in one run: pushes through
+# the embedded server vs OpenSSH sshd + git receive-pack, push-to-live,
+# ssh status vs ssh true, server RSS (integration/bench_test.go) and
+# polling CPU per round (deployer/poll); then a table of medians and
+# ratios. A few minutes; without sshd the OpenSSH baselines are skipped.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./... 2>&1 | $(GO) run ./integration/internal/benchtable
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./deployer/command
