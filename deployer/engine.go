@@ -430,8 +430,33 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 		}
 	}
 	j.p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
+	e.onSwap(j, dir)
 	e.finish(j, StateLive, "")
 	return nil
+}
+
+// onSwap runs the site's on_swap command after a switch, for web servers
+// in front that need telling (rewrite an upstream, reload). It is the
+// admin's configuration, not pushed code, so it runs as the server's user,
+// in the site path. The switch has happened: a failure is reported, and
+// the deploy stays live.
+func (e *Engine) onSwap(j *job, dir string) {
+	if j.site.OnSwap == "" {
+		return
+	}
+	r := j.r
+	env := commandEnv(map[string]string{
+		"EEVEON_SITE": r.Site, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
+		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_PATH": dir, "EEVEON_PORT": "",
+	})
+	j.p.step("on_swap: %s", j.site.OnSwap)
+	lw := &lineWriter{w: j.out, prefix: "    "}
+	err := runShell(e.hard, j.site.Path, j.site.OnSwap, proc{env: env}, lw, e.cfg.Deploy.HealthTimeout.Duration)
+	lw.Flush()
+	if err != nil {
+		j.p.step("warning: on_swap %v; %s is live on %s all the same", err, r.Site, r.Color)
+		j.l.Warn("on_swap failed", "err", err)
+	}
 }
 
 // userEnv is the environment of the build and health commands: the

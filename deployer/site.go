@@ -51,6 +51,11 @@ type Site struct {
 	HealthURL string   `toml:"health_url,omitempty"`
 	Strategy  Strategy `toml:"strategy"`
 
+	// OnSwap is a command run (sh -c, in the site path, as the server's
+	// user) after each switch of the live colour, with EEVEON_COLOR,
+	// EEVEON_PATH and EEVEON_PORT set: for a web server in front.
+	OnSwap string `toml:"on_swap,omitempty"`
+
 	// SecretsFile, when set, is a path in the colour dir (e.g. ".env")
 	// where the build and health commands can read the site's secrets as
 	// a dotenv file. It is a symlink to /dev/fd/3, a sealed in-memory

@@ -110,3 +110,39 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("a bad config is not reported: exit %d\n%s", r.Code, r.Stdout)
 	}
 }
+
+func TestOnSwap(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin := e.AddKey("alice", "admin", "")
+	logf := filepath.Join(e.Dir, "swaps.log")
+	e.MustEeveon("site", "add", "web", "--on-swap", "echo \"$EEVEON_COLOR $EEVEON_PATH $EEVEON_COMMIT\" >> '"+logf+"'")
+	repo := e.NewRepo("web", map[string]string{"v": "1"})
+	c1 := repo.Git("rev-parse", "HEAD")
+	if r := repo.Push(admin, "web"); r.Code != 0 || !strings.Contains(r.Stderr, "on_swap:") {
+		t.Fatalf("push: %s", r.Out())
+	}
+	c2 := repo.Commit("two", map[string]string{"v": "2"})
+	if r := repo.Push(admin, "web"); r.Code != 0 {
+		t.Fatal(r.Out())
+	}
+	if r := e.SSH(admin, "rollback", "web"); r.Code != 0 {
+		t.Fatal(r.Out())
+	}
+	b, _ := os.ReadFile(logf)
+	want := strings.Join([]string{
+		"blue " + filepath.Join(e.SitePath("web"), "blue") + " " + c1,
+		"green " + filepath.Join(e.SitePath("web"), "green") + " " + c2,
+		"blue " + filepath.Join(e.SitePath("web"), "blue") + " " + c1,
+	}, "\n") + "\n"
+	if string(b) != want {
+		t.Fatalf("on_swap saw:\n%s\nwant:\n%s", b, want)
+	}
+	// A failing on_swap is reported; the switch stands.
+	e.MustEeveon("site", "set", "web", "--on-swap", "exit 4")
+	repo.Commit("three", map[string]string{"v": "3"})
+	r := repo.Push(admin, "web")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "warning: on_swap exited with status 4") || e.Live("web") != "green" {
+		t.Fatalf("failing on_swap: exit %d, live %q\n%s", r.Code, e.Live("web"), r.Out())
+	}
+}

@@ -65,6 +65,7 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 		s.Strategy, err = deployer.ParseStrategy(v)
 		return err
 	})
+	fs.StringVar(&s.OnSwap, "on-swap", s.OnSwap, "command run after each switch (EEVEON_COLOR, EEVEON_PATH, EEVEON_PORT set), e.g. to reload nginx")
 	fs.StringVar(&s.SecretsFile, "secrets-file", s.SecretsFile, "path in the site (e.g. .env) where commands read the secrets as a dotenv file, kept in memory")
 	fs.BoolVar(&s.Approval, "approval", s.Approval, "deploys wait for an admin's approval before going live")
 	fs.DurationVar(&s.ApprovalTimeout.Duration, "approval-timeout", s.ApprovalTimeout.Duration, "how long a deploy waits for approval (default 1h)")
@@ -75,7 +76,7 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", s.PollKnownHosts, "known_hosts file for an ssh:// poll URL")
 }
 
-const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--secrets-file .env] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
+const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--secrets-file .env] [--on-swap CMD] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
 
 func siteAdd(args []string) int {
 	fs, data := flagSet("site add")
