@@ -206,7 +206,7 @@ func TestSecretValuesNeverAudited(t *testing.T) {
 	e := NewEnv(t)
 	admin := e.AddKey("alice", "admin", "")
 	e.MustEeveon("site", "add", "web")
-	e.SSH(admin, "secrets set web API_KEY sup3r$ecretXYZ")     // refused: $ outside quotes
+	e.SSH(admin, "secrets set web API_KEY sup3r$ecretXYZ")      // refused: $ outside quotes
 	e.SSH(admin, "secrets", "set", "API_KEY", "hunter2hunter2") // the short form, over SSH
 	e.SSH(admin, "secrets", "set", "web", "API_KEY", "'quoted-val-Q9'")
 	audit, err := os.ReadFile(filepath.Join(e.Data, "audit.log"))

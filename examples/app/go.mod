@@ -1,0 +1,3 @@
+module github.com/eeveon/eeveon/examples/app
+
+go 1.22
