@@ -109,3 +109,13 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 	}
 	return st, nil
 }
+
+// LiveRelease is the deploy that put the site's live colour live (the
+// same rule status uses).
+func LiveRelease(s Site) (Record, bool) {
+	c := LiveColor(s.Path)
+	if c == "" {
+		return Record{}, false
+	}
+	return liveRecord(s, c)
+}

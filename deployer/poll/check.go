@@ -85,7 +85,7 @@ func (p *Poller) check(ctx context.Context, s deployer.Site, e *entry, c creds) 
 	if tip == e.state.LastDeployed {
 		return false, nil
 	}
-	if live, ok := liveCommit(s); ok && live == tip {
+	if live, ok := deployer.LiveRelease(s); ok && live.Commit == tip {
 		// Deployed already, by a push or before this state existed.
 		p.log.Info(fmt.Sprintf("%s: %s is live already; not deploying it again", s.Name, deployer.ShortCommit(tip)))
 		e.state.LastDeployed = tip
@@ -143,20 +143,3 @@ func (p *Poller) deploy(ctx context.Context, s deployer.Site, e *entry, commit s
 	return nil
 }
 
-// liveCommit is the commit of the newest deploy that went live, if the
-// site has a live release.
-func liveCommit(s deployer.Site) (string, bool) {
-	if deployer.LiveColor(s.Path) == "" {
-		return "", false
-	}
-	h, err := deployer.History(s)
-	if err != nil {
-		return "", false
-	}
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].State == deployer.StateLive {
-			return h[i].Commit, true
-		}
-	}
-	return "", false
-}
