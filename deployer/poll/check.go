@@ -142,4 +142,3 @@ func (p *Poller) deploy(ctx context.Context, s deployer.Site, e *entry, commit s
 	}
 	return nil
 }
-
