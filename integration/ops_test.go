@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVacuum(t *testing.T) {
@@ -69,6 +70,22 @@ func TestVacuum(t *testing.T) {
 	if r := e.SSH(admin, "rollback", "web"); r.Code != 0 || !strings.Contains(r.Stdout, "live: web "+commits[3][:7]) {
 		t.Fatalf("rollback after vacuum: exit %d\n%s", r.Code, r.Out())
 	}
+	// Old segments of the rotated logs go; the current audit log stays.
+	old := filepath.Join(e.Data, "audit.log.20200101T000000.000000000Z")
+	if err := os.WriteFile(old, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-90 * 24 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.MustEeveon("vacuum"); !strings.Contains(r.Stdout, "removed log segment audit.log.20200101") {
+		t.Errorf("old audit segment not removed:\n%s", r.Stdout)
+	}
+	if _, err := os.Stat(filepath.Join(e.Data, "audit.log")); err != nil {
+		t.Error("vacuum removed the live audit log")
+	}
+
 	// Offline, vacuum runs in the CLI under the data dir's lock.
 	e.Stop()
 	if r := e.Eeveon("vacuum", "--dry-run"); r.Code != 0 {
