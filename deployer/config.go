@@ -53,7 +53,9 @@ type Config struct {
 	LogMaxSize int64        `toml:"log_max_size"`
 	Vacuum     VacuumConfig `toml:"vacuum"`
 	Deploy     DeployConfig `toml:"deploy"`
-	SSH        SSHConfig    `toml:"ssh"`
+	// App holds the settings of app sites (start and proxy set).
+	App AppConfig `toml:"app"`
+	SSH SSHConfig `toml:"ssh"`
 	// HTTP is the optional HTTP listener that serves one-click approval
 	// links; off unless listen is set.
 	HTTP HTTPConfig `toml:"http"`
@@ -149,6 +151,22 @@ type DeployConfig struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 }
 
+// AppConfig is the [app] section: how app sites (a start command behind
+// the built-in proxy) get their ports and are stopped.
+type AppConfig struct {
+	// PortMin and PortMax bound the ports given to app colours that do
+	// not set ports themselves (two per site, remembered in
+	// <data>/state/ports.json).
+	PortMin int `toml:"port_min"`
+	PortMax int `toml:"port_max"`
+	// DrainTimeout bounds the wait for requests in flight on the old
+	// colour after a switch; upgraded connections are closed then.
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// StopGrace is the time between SIGTERM and SIGKILL when an app's
+	// process group is stopped.
+	StopGrace Duration `toml:"stop_grace"`
+}
+
 // SSHConfig holds the embedded SSH server's limits.
 type SSHConfig struct {
 	MaxSessions   int      `toml:"max_sessions"`
@@ -178,6 +196,12 @@ func Default() Config {
 			HealthInterval:  Duration{500 * time.Millisecond},
 			HealthTry:       Duration{10 * time.Second},
 			ShutdownTimeout: Duration{60 * time.Second},
+		},
+		App: AppConfig{
+			PortMin:      20000,
+			PortMax:      29999,
+			DrainTimeout: Duration{30 * time.Second},
+			StopGrace:    Duration{10 * time.Second},
 		},
 		SSH: SSHConfig{
 			MaxSessions:   64,
@@ -253,6 +277,12 @@ func (c Config) Validate() error {
 	}
 	if c.Vacuum.Keep < 1 || c.Vacuum.MaxAge.Duration <= 0 {
 		return errors.New("config: [vacuum] keep must be at least 1 and max_age positive")
+	}
+	if c.App.PortMin < 1024 || c.App.PortMax > 65535 || c.App.PortMax-c.App.PortMin < 1 {
+		return fmt.Errorf("config: [app] port_min..port_max (%d-%d) must hold at least two ports within 1024-65535", c.App.PortMin, c.App.PortMax)
+	}
+	if c.App.DrainTimeout.Duration <= 0 || c.App.StopGrace.Duration <= 0 {
+		return errors.New("config: [app] drain_timeout and stop_grace must be positive")
 	}
 	if c.LogMaxSize < 1<<16 {
 		return errors.New("config: log_max_size must be at least 65536 bytes")
@@ -386,6 +416,19 @@ func (d Data) LockFile() string { return d.path("eeveon.lock") }
 // ServerState is written by the running server: its pid and the
 // addresses it really listens on.
 func (d Data) ServerState() string { return d.path("state", "server.json") }
+
+// PortsFile remembers the app ports picked for each app site.
+func (d Data) PortsFile() string { return d.path("state", "ports.json") }
+
+// AppStateFile records the live app process of an app site, so that a
+// server that died can clean up after it.
+func (d Data) AppStateFile(site string) string { return d.path("state", "apps", site+".json") }
+
+// LogsDir holds the app logs.
+func (d Data) LogsDir() string { return d.path("logs") }
+
+// AppLog is the output of an app site's processes (rotated).
+func (d Data) AppLog(site string) string { return d.path("logs", site+".app.log") }
 
 // StateDir holds small per-site state files of the engine.
 func (d Data) StateDir() string { return d.path("state") }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +74,11 @@ type Engine struct {
 	// killed and their deploys recorded as interrupted.
 	hard       context.Context
 	hardCancel context.CancelFunc
+
+	// apps are the app sites' proxies and processes (see apps.go).
+	appsMu     sync.Mutex
+	apps       map[string]*appSite
+	appStateMu sync.Mutex
 }
 
 // NewEngine makes the engine for a data dir.
@@ -81,8 +87,8 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	return &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		pending: map[string]Record{},
-		hard:    hard, hardCancel: cancel,
+		pending: map[string]Record{}, apps: map[string]*appSite{},
+		hard: hard, hardCancel: cancel,
 	}
 }
 
@@ -113,6 +119,7 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Shutdown refuses new deploys and waits for running ones until ctx ends;
 // then it kills what is left (recorded as interrupted) and waits for that.
+// Last, it stops the apps of app sites and their proxies.
 func (e *Engine) Shutdown(ctx context.Context) {
 	e.mu.Lock()
 	e.closing = true
@@ -127,6 +134,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 		<-done
 	}
 	e.hardCancel()
+	e.stopApps()
 }
 
 func (e *Engine) lock(ctx context.Context, site string) (unlock func(), err error) {
@@ -371,6 +379,9 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 	if site.Approval && r.Strategy == InPlace {
 		return e.fail(j, StateFailed, "in-place deploys cannot wait for approval; use the blue-green strategy")
 	}
+	if site.IsApp() && r.Strategy == InPlace {
+		return e.fail(j, StateFailed, "an app site deploys blue-green only: the new colour's app starts next to the live one")
+	}
 	// The new build goes into the inactive colour, where a deploy waiting
 	// for approval sits: that deploy can no longer be approved.
 	e.supersedePending(j)
@@ -414,14 +425,30 @@ func (e *Engine) pipeline(j *job, fromPush bool) error {
 func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	site, r := j.site, j.r
 	e.phase(j, PhaseChecking)
-	if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
+	var inst *appInst // an app site's new colour, running and healthy
+	if site.IsApp() {
+		var err error
+		if inst, err = e.checkApp(j, dir, pr); err != nil {
+			return e.failed(j, "health check", err)
+		}
+	} else if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
 		return e.failed(j, "health check", err)
 	}
 	if e.hard.Err() != nil {
+		if inst != nil {
+			_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		}
 		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
 	}
 	if site.Approval && !j.approved && r.Trigger != TriggerRollback && r.Trigger != TriggerRollbackTo {
+		if inst != nil {
+			// The app keeps running until the decision.
+			e.holdForApproval(site.Name, inst)
+		}
 		return e.awaitApproval(j)
+	}
+	if inst != nil {
+		return e.swapApp(j, dir, inst)
 	}
 	if r.Strategy != InPlace {
 		e.phase(j, PhaseSwapping)
@@ -430,7 +457,7 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 		}
 	}
 	j.p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
-	e.onSwap(j, dir)
+	e.onSwap(j, dir, 0)
 	e.finish(j, StateLive, "")
 	return nil
 }
@@ -439,15 +466,19 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 // in front that need telling (rewrite an upstream, reload). It is the
 // admin's configuration, not pushed code, so it runs as the server's user,
 // in the site path. The switch has happened: a failure is reported, and
-// the deploy stays live.
-func (e *Engine) onSwap(j *job, dir string) {
+// the deploy stays live. port is the live app's port (0: not an app).
+func (e *Engine) onSwap(j *job, dir string, port int) {
 	if j.site.OnSwap == "" {
 		return
 	}
 	r := j.r
+	portVar := ""
+	if port > 0 {
+		portVar = strconv.Itoa(port)
+	}
 	env := commandEnv(map[string]string{
 		"EEVEON_SITE": r.Site, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
-		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_PATH": dir, "EEVEON_PORT": "",
+		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_PATH": dir, "EEVEON_PORT": portVar,
 	})
 	j.p.step("on_swap: %s", j.site.OnSwap)
 	lw := &lineWriter{w: j.out, prefix: "    "}
@@ -589,6 +620,10 @@ func (e *Engine) finish(j *job, state, why string) {
 		l.Error("save deploy record", "err", err)
 	}
 	e.setRunning(r)
+	if state != StatePendingApproval {
+		// A rejected, expired, superseded or failed deploy's app stops.
+		e.stopPendingApp(site.Name, r.ID, p)
+	}
 	e.mu.Lock()
 	if state == StatePendingApproval {
 		e.pending[site.Name] = *r

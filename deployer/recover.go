@@ -11,7 +11,8 @@ import (
 // deploy still marked running was cut short by a crash: it becomes
 // interrupted, unless it had reached the swap and current already points
 // at its colour, in which case it did go live. Leftover temp dirs and
-// symlinks are removed. current itself is never changed here.
+// symlinks are removed. current itself is never changed here. The live
+// colour of each app site is started again (see recoverApps).
 func (e *Engine) Recover() {
 	sites, errs := ListSites(e.data)
 	for _, err := range errs {
@@ -77,15 +78,19 @@ func (e *Engine) Recover() {
 			}
 		}
 	}
+	// App sites: clean up after the previous server, then start the live
+	// colour again behind the proxy (in the background, under the lock).
+	e.recoverApps(sites)
 }
 
 // SiteStatus is what status reports for one site.
 type SiteStatus struct {
 	Site      Site
-	LiveColor string  // blue, green, in-place or "" (never deployed)
-	Live      *Record // the deploy that put the live colour live
-	Running   *Record // a deploy in progress
-	Pending   *Record // a deploy waiting for approval
+	LiveColor string     // blue, green, in-place or "" (never deployed)
+	Live      *Record    // the deploy that put the live colour live
+	Running   *Record    // a deploy in progress
+	Pending   *Record    // a deploy waiting for approval
+	App       *AppStatus // an app site's proxy and live process
 }
 
 // Status reports a site's live colour and commit and any deploy in
@@ -106,6 +111,9 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 	}
 	if r, ok := e.Pending(name); ok {
 		st.Pending = &r
+	}
+	if site.IsApp() {
+		st.App = e.appStatus(name)
 	}
 	return st, nil
 }

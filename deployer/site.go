@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +57,19 @@ type Site struct {
 	// user) after each switch of the live colour, with EEVEON_COLOR,
 	// EEVEON_PATH and EEVEON_PORT set: for a web server in front.
 	OnSwap string `toml:"on_swap,omitempty"`
+
+	// Start, when set, makes the site an app: after the build the command
+	// is run (sh -c, in the colour's directory, PORT set to the colour's
+	// port) and kept running; the built-in proxy on Proxy sends traffic
+	// to the live colour. Start and Proxy go together.
+	Start string `toml:"start,omitempty"`
+	Proxy string `toml:"proxy,omitempty"`
+	// Ports are the blue and green app ports; empty: two from the
+	// server's [app] port range, remembered.
+	Ports []int `toml:"ports,omitempty"`
+	// HealthPath is what the app must answer 2xx on before it gets
+	// traffic (default /up).
+	HealthPath string `toml:"health_path,omitempty"`
 
 	// SecretsFile, when set, is a path in the colour dir (e.g. ".env")
 	// where the build and health commands can read the site's secrets as
@@ -115,6 +130,9 @@ func (s *Site) Validate(d Data) error {
 	if _, err := ParseStrategy(string(s.Strategy)); err != nil {
 		return fmt.Errorf("site %s: %w", s.Name, err)
 	}
+	if err := s.validateApp(); err != nil {
+		return fmt.Errorf("site %s: %w", s.Name, err)
+	}
 	if s.SecretsFile != "" {
 		c := filepath.Clean(s.SecretsFile)
 		if filepath.IsAbs(c) || c == "." || strings.HasPrefix(c, "..") || strings.HasPrefix(c, ".git") {
@@ -152,6 +170,61 @@ func (s *Site) Validate(d Data) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("site %s: health URL %q must be an http:// or https:// URL", s.Name, s.HealthURL)
 		}
+	}
+	return nil
+}
+
+// DefaultHealthPath is what an app answers its health check on.
+const DefaultHealthPath = "/up"
+
+// IsApp reports whether the site runs an app behind the built-in proxy.
+func (s Site) IsApp() bool { return s.Start != "" }
+
+func (s *Site) validateApp() error {
+	if s.Start == "" && s.Proxy == "" {
+		if len(s.Ports) > 0 || s.HealthPath != "" {
+			return errors.New("ports and health_path need start and proxy (an app site)")
+		}
+		return nil
+	}
+	if s.Start == "" || s.Proxy == "" {
+		return errors.New("start and proxy go together: an app site needs both (--start CMD --proxy ADDR)")
+	}
+	if strings.ContainsAny(s.Start, "\x00") {
+		return errors.New("start command must not contain NUL")
+	}
+	if s.Strategy != BlueGreen {
+		return errors.New("an app site must use the blue-green strategy: two colours run side by side")
+	}
+	_, port, err := net.SplitHostPort(s.Proxy)
+	if err != nil || port == "" || port == "0" {
+		return fmt.Errorf("proxy %q must be host:port, e.g. 127.0.0.1:8080", s.Proxy)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("proxy %q: bad port", s.Proxy)
+	}
+	switch len(s.Ports) {
+	case 0:
+	case 2:
+		for _, p := range s.Ports {
+			if p < 1 || p > 65535 {
+				return fmt.Errorf("ports %v: each must be in 1-65535", s.Ports)
+			}
+		}
+		if s.Ports[0] == s.Ports[1] {
+			return fmt.Errorf("ports %v: the two colours need two different ports", s.Ports)
+		}
+		if port == strconv.Itoa(s.Ports[0]) || port == strconv.Itoa(s.Ports[1]) {
+			return fmt.Errorf("ports %v: the proxy listens on one of them", s.Ports)
+		}
+	default:
+		return fmt.Errorf("ports %v: give two ports, blue's and green's", s.Ports)
+	}
+	if s.HealthPath == "" {
+		s.HealthPath = DefaultHealthPath
+	}
+	if !strings.HasPrefix(s.HealthPath, "/") || strings.ContainsAny(s.HealthPath, " \t\r\n#") {
+		return fmt.Errorf("health_path %q must be a URL path starting with /", s.HealthPath)
 	}
 	return nil
 }

@@ -369,3 +369,64 @@ func TestHookScriptWithLocalHook(t *testing.T) {
 		t.Errorf("hook exit = %d, %v; want eeveon's 7", code, err)
 	}
 }
+
+func TestValidateAppSite(t *testing.T) {
+	d := Data{Dir: "/srv/eeveon"}
+	for _, tc := range []struct {
+		name string
+		site Site
+		err  string // "" for valid
+	}{
+		{"app", Site{Start: "./bin/api", Proxy: "127.0.0.1:8080"}, ""},
+		{"app with ports", Site{Start: "./bin/api", Proxy: "127.0.0.1:8080", Ports: []int{9001, 9002}, HealthPath: "/healthz"}, ""},
+		{"start without proxy", Site{Start: "./bin/api"}, "start and proxy go together"},
+		{"proxy without start", Site{Proxy: "127.0.0.1:8080"}, "start and proxy go together"},
+		{"in-place app", Site{Start: "./bin/api", Proxy: "127.0.0.1:8080", Strategy: InPlace}, "blue-green"},
+		{"proxy not host:port", Site{Start: "x", Proxy: "8080"}, "must be host:port"},
+		{"proxy port 0", Site{Start: "x", Proxy: "127.0.0.1:0"}, "must be host:port"},
+		{"one port", Site{Start: "x", Proxy: "127.0.0.1:8080", Ports: []int{9001}}, "give two ports"},
+		{"same ports", Site{Start: "x", Proxy: "127.0.0.1:8080", Ports: []int{9001, 9001}}, "two different ports"},
+		{"port out of range", Site{Start: "x", Proxy: "127.0.0.1:8080", Ports: []int{9001, 70000}}, "1-65535"},
+		{"port of the proxy", Site{Start: "x", Proxy: "127.0.0.1:8080", Ports: []int{8080, 9001}}, "the proxy listens"},
+		{"relative health path", Site{Start: "x", Proxy: "127.0.0.1:8080", HealthPath: "up"}, "must be a URL path"},
+		{"ports without app", Site{Ports: []int{9001, 9002}}, "need start and proxy"},
+		{"health path without app", Site{HealthPath: "/up"}, "need start and proxy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.site
+			s.Name = "api"
+			err := s.Validate(d)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				if !s.IsApp() || s.HealthPath == "" || s.HealthPath[0] != '/' {
+					t.Errorf("after Validate: IsApp %v, health path %q", s.IsApp(), s.HealthPath)
+				}
+				if tc.site.HealthPath == "" && s.HealthPath != DefaultHealthPath {
+					t.Errorf("default health path %q, want %q", s.HealthPath, DefaultHealthPath)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("Validate = %v, want an error with %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestSaveLoadAppSite(t *testing.T) {
+	d := newData(t)
+	in := Site{Name: "api", Start: "exec ./bin/api", Proxy: "127.0.0.1:8080", Ports: []int{9001, 9002}}
+	saved, err := SaveSite(d, in, true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSite(d, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, saved) || got.HealthPath != DefaultHealthPath || !got.IsApp() {
+		t.Errorf("LoadSite = %+v, want %+v", got, saved)
+	}
+}

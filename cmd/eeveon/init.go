@@ -49,6 +49,12 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 # health_try_timeout = "10s" # one health check try
 # shutdown_timeout = "60s"   # on SIGTERM, wait this long for running deploys
 
+[app]
+# port_min = 20000           # app sites without ports of their own get two from this range
+# port_max = 29999
+# drain_timeout = "30s"      # after a switch, wait this long for requests on the old colour
+# stop_grace = "10s"         # between SIGTERM and SIGKILL when an app is stopped
+
 [ssh]
 # max_sessions = 64                # concurrent SSH sessions
 # idle_timeout = "10m"             # close connections idle this long

@@ -53,7 +53,7 @@ operations (through the running server)
   approve SITE [DEPLOY_ID] | reject SITE [DEPLOY_ID]   decide a deploy waiting for approval (admin)
   secrets set SITE KEY [VALUE] | list SITE | rm SITE KEY | encrypt SITE FILE|- [--replace]
           | decrypt SITE | rotate          encrypted secrets (admin; VALUE from stdin if left out)
-  status [SITE] | history SITE [-n N] | logs SITE [DEPLOY_ID] | sites | whoami
+  status [SITE] | history SITE [-n N] | logs SITE [DEPLOY_ID] | logs SITE --app [-n N] | sites | whoami
 
 Every command takes --data DIR (default $EEVEON_DATA, then ./eeveon-data).
 `

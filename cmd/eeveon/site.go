@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/eeveon/eeveon/deployer/poll"
@@ -65,6 +67,14 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 		s.Strategy, err = deployer.ParseStrategy(v)
 		return err
 	})
+	fs.StringVar(&s.Start, "start", s.Start, "app command (sh -c, in the colour's directory, with PORT set); makes the site an app behind --proxy")
+	fs.StringVar(&s.Proxy, "proxy", s.Proxy, "address the built-in proxy listens on for an app site, e.g. 127.0.0.1:8080")
+	fs.Func("ports", "the app's two ports, blue's and green's: A,B (default: two from the [app] port range)", func(v string) error {
+		ports, err := parsePorts(v)
+		s.Ports = ports
+		return err
+	})
+	fs.StringVar(&s.HealthPath, "health-path", s.HealthPath, "path the app must answer 2xx on before it gets traffic (default /up)")
 	fs.StringVar(&s.OnSwap, "on-swap", s.OnSwap, "command run after each switch (EEVEON_COLOR, EEVEON_PATH, EEVEON_PORT set), e.g. to reload nginx")
 	fs.StringVar(&s.SecretsFile, "secrets-file", s.SecretsFile, "path in the site (e.g. .env) where commands read the secrets as a dotenv file, kept in memory")
 	fs.BoolVar(&s.Approval, "approval", s.Approval, "deploys wait for an admin's approval before going live")
@@ -76,7 +86,21 @@ func siteFlags(fs *flag.FlagSet, s *deployer.Site) {
 	fs.StringVar(&s.PollKnownHosts, "poll-known-hosts", s.PollKnownHosts, "known_hosts file for an ssh:// poll URL")
 }
 
-const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--secrets-file .env] [--on-swap CMD] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
+const siteFlagsUsage = "[--branch main] [--path DIR] [--build CMD] [--health-cmd CMD] [--health-url URL] [--strategy blue-green|in-place] [--start CMD --proxy ADDR [--ports A,B] [--health-path /up]] [--secrets-file .env] [--on-swap CMD] [--approval [--approval-timeout 1h] [--require-other-approver]] [--poll URL [--interval 60s]]"
+
+// parsePorts reads --ports A,B; "" clears them.
+func parsePorts(v string) ([]int, error) {
+	if v == "" {
+		return nil, nil
+	}
+	a, b, ok := strings.Cut(v, ",")
+	pa, err1 := strconv.Atoi(strings.TrimSpace(a))
+	pb, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("want two ports A,B, got %q", v)
+	}
+	return []int{pa, pb}, nil
+}
 
 func siteAdd(args []string) int {
 	fs, data := flagSet("site add")
@@ -110,6 +134,9 @@ func siteAdd(args []string) int {
 	if s.Approval {
 		fmt.Printf("  deploys wait up to %s for an admin's approval\n", s.ApprovalTimeout.Duration)
 	}
+	if s.IsApp() {
+		fmt.Printf("  app: %q behind the proxy on %s, health check GET %s\n", s.Start, s.Proxy, s.HealthPath)
+	}
 	return 0
 }
 
@@ -134,6 +161,9 @@ func siteSet(args []string) int {
 	}
 	if s.Poll == "" {
 		s.PollInterval.Duration, s.PollSSHKey, s.PollKnownHosts = 0, "", ""
+	}
+	if s.Start == "" && s.Proxy == "" {
+		s.Ports, s.HealthPath = nil, ""
 	}
 	if err := s.Validate(d); err != nil {
 		return fail(err)
@@ -209,6 +239,13 @@ func siteShow(args []string) int {
 		firstNonEmpty(s.HealthURL, "-"), d.Repo(s.Name), pushURL(d, s.Name), firstNonEmpty(deployer.LiveColor(s.Path), "-"))
 	if s.Poll != "" {
 		fmt.Printf("poll:       %s every %s\n", s.Poll, s.PollInterval.Duration)
+	}
+	if s.IsApp() {
+		ports := "from the [app] port range"
+		if len(s.Ports) == 2 {
+			ports = fmt.Sprintf("blue %d, green %d", s.Ports[0], s.Ports[1])
+		}
+		fmt.Printf("app:        %s\nproxy:      %s\nports:      %s\nhealth:     GET %s\n", s.Start, s.Proxy, ports, s.HealthPath)
 	}
 	if s.Approval {
 		fmt.Printf("approval:   required, expires after %s%s\n", s.ApprovalTimeout.Duration, map[bool]string{true: ", by another admin than the pusher"}[s.RequireOtherApprover])

@@ -72,7 +72,7 @@ func init() {
 		"sites":    {"sites", "the sites this key may see", (*Router).sites},
 		"status":   {"status [SITE]", "live colour and commit, deploys in progress", (*Router).status},
 		"history":  {"history SITE [-n N]", "the last N deploys (default 20)", (*Router).history},
-		"logs":     {"logs SITE [DEPLOY_ID]", "the log of a deploy (default: the latest)", (*Router).logs},
+		"logs":     {"logs SITE [DEPLOY_ID] | logs SITE --app [-n N]", "the log of a deploy (default: the latest), or the last N lines of an app's output", (*Router).logs},
 		"deploy":   {"deploy SITE [--ref REF] [--strategy blue-green|in-place]", "redeploy the branch tip (admins: any ref)", (*Router).deploy},
 		"rollback": {"rollback SITE [--to DEPLOY_ID]", "swap back to the previous colour, or redeploy an older deploy (admins)", (*Router).rollback},
 		"approve":  {"approve SITE [DEPLOY_ID]", "put the deploy waiting for approval live (admins)", (*Router).approve},
@@ -268,6 +268,16 @@ func (rt *Router) status(c *call) error {
 		if st.Running != nil {
 			fmt.Fprintf(w, "  running:  deploy %s of %s, %s for %s\n", st.Running.ID, firstOr(st.Running.Short(), "?"), st.Running.Phase, st.Running.Duration())
 		}
+		if a := st.App; a != nil {
+			switch {
+			case a.Running:
+				fmt.Fprintf(w, "  app:      proxy %s -> %s on port %d, pid %d, %d restarts\n", firstOr(a.Proxy, s.Proxy), a.Color, a.Port, a.PID, a.Restarts)
+			case a.Color != "":
+				fmt.Fprintf(w, "  app:      proxy %s -> %s on port %d, down (restarting; see logs %s --app)\n", firstOr(a.Proxy, s.Proxy), a.Color, a.Port, s.Name)
+			default:
+				fmt.Fprintf(w, "  app:      proxy %s, no app running (see logs %s --app)\n", s.Proxy, s.Name)
+			}
+		}
 		fmt.Fprintf(w, "  strategy: %s, branch %s, path %s\n", s.Strategy, s.Branch, s.Path)
 	}
 	return w.Flush()
@@ -312,9 +322,33 @@ func (rt *Router) history(c *call) error {
 }
 
 func (rt *Router) logs(c *call) error {
-	s, id, err := rt.siteAndDeploy(c, "logs", keys.VerbLogs)
+	fs := c.flags("logs")
+	appLog := fs.Bool("app", false, "")
+	lines := fs.Int("n", 200, "")
+	pos, err := c.parse(fs, 1, 2)
 	if err != nil {
 		return err
+	}
+	c.site = pos[0]
+	s, err := rt.Site(c.id, pos[0], keys.VerbLogs)
+	if err != nil {
+		return err
+	}
+	if *appLog {
+		if len(pos) == 2 {
+			return usagef("logs: --app takes no deploy id (usage: %s)", verbs["logs"].usage)
+		}
+		if *lines < 1 {
+			return usagef("logs: -n must be at least 1")
+		}
+		return appLogTail(c.io.Stdout, rt.Engine.Data(), s, *lines)
+	}
+	id := ""
+	if len(pos) == 2 {
+		if err := names.DeployID(pos[1]); err != nil {
+			return err
+		}
+		id = pos[1]
 	}
 	if id != "" {
 		if _, err := deployer.LoadRecord(rt.Engine.Data(), s.Name, id); err != nil {
@@ -336,6 +370,42 @@ func (rt *Router) logs(c *call) error {
 	}
 	defer f.Close()
 	_, err = io.Copy(c.io.Stdout, f)
+	return err
+}
+
+// ErrNoAppLog is returned by logs --app for a site without app output.
+var ErrNoAppLog = errors.New("no app log")
+
+// appLogTail writes the last n lines of a site's app log (from its last
+// MiB).
+func appLogTail(w io.Writer, d deployer.Data, s deployer.Site, n int) error {
+	f, err := os.Open(d.AppLog(s.Name))
+	if err != nil {
+		if !s.IsApp() {
+			return fmt.Errorf("%w: %s is not an app site (it has no start command)", ErrNoAppLog, s.Name)
+		}
+		return fmt.Errorf("%w: the app of %s has not run yet", ErrNoAppLog, s.Name)
+	}
+	defer f.Close()
+	const window = 1 << 20
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		if _, err := f.Seek(fi.Size()-window, io.SeekStart); err != nil {
+			return err
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, window))
+	if err != nil {
+		return err
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	all := bytes.Split(b, []byte("\n"))
+	if len(all) > n {
+		all = all[len(all)-n:]
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	_, err = w.Write(append(bytes.Join(all, []byte("\n")), '\n'))
 	return err
 }
 

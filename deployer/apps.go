@@ -1,0 +1,590 @@
+package deployer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/charmbracelet/log"
+
+	"github.com/eeveon/eeveon/deployer/app"
+	"github.com/eeveon/eeveon/deployer/secrets"
+)
+
+// An app site runs its start command in each colour behind one built-in
+// proxy. The engine keeps, per app site, the proxy and the processes of
+// its colours: the live one (supervised) and one that passed its check
+// and waits for approval. These change only under the site's lock, or
+// before the engine takes work, or after it stopped taking it; appsMu
+// guards the maps and fields for the readers outside those (the
+// supervisor's events, Shutdown).
+
+// appSite is the run-time state of one app site.
+type appSite struct {
+	proxy   *app.Proxy
+	addr    string
+	live    *appInst
+	pending *appInst
+	logf    *RotatingFile
+}
+
+// appInst is one colour's app: its process (supervised once live), the
+// proxy's backend for it and what its output goes through.
+type appInst struct {
+	site, color, deployID string
+	port                  int
+	backend               *app.Backend
+	spec                  app.Spec
+	proc                  *app.Process
+	sup                   *app.Supervisor
+	out                   *lineWriter
+	mask                  *secrets.MaskWriter
+	recent                *limitedBuffer // the last output, for a failed check
+	secretFile            *os.File       // the app's own copy of the secrets file
+}
+
+// current is the process running now.
+func (a *appInst) current() *app.Process {
+	if a.sup != nil {
+		return a.sup.Current()
+	}
+	return a.proc
+}
+
+// stop ends the app: SIGTERM to its group, SIGKILL after grace.
+func (a *appInst) stop(grace time.Duration) error {
+	var err error
+	if a.sup != nil {
+		err = a.sup.Stop(context.Background(), grace)
+	} else {
+		err = a.proc.Stop(context.Background(), grace)
+	}
+	a.out.Flush()
+	_ = a.mask.Flush()
+	if a.secretFile != nil {
+		a.secretFile.Close()
+	}
+	return err
+}
+
+// appStateRecord is <data>/state/apps/SITE.json: the live app process,
+// for cleaning up after a server that died.
+type appStateRecord struct {
+	Color    string    `json:"color"`
+	Port     int       `json:"port"`
+	PID      int       `json:"pid"`
+	PGID     int       `json:"pgid"`
+	DeployID string    `json:"deploy_id"`
+	Started  time.Time `json:"started"`
+}
+
+// appSiteFor returns the run-time state of an app site, made on first use.
+func (e *Engine) appSiteFor(name string) *appSite {
+	e.appsMu.Lock()
+	defer e.appsMu.Unlock()
+	as, ok := e.apps[name]
+	if !ok {
+		as = &appSite{logf: &RotatingFile{Path: e.data.AppLog(name), Max: e.cfg.LogMaxSize}}
+		e.apps[name] = as
+	}
+	return as
+}
+
+// appPorts are the site's blue and green ports.
+func (e *Engine) appPorts(site Site) (blue, green int, err error) {
+	if len(site.Ports) == 2 {
+		return site.Ports[0], site.Ports[1], nil
+	}
+	return app.PickPorts(e.data.PortsFile(), site.Name, e.cfg.App.PortMin, e.cfg.App.PortMax)
+}
+
+// waitPortFree waits up to d for port to be free on 127.0.0.1: an app of
+// a server that died may still be on its way out.
+func waitPortFree(port int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !app.PortFree(port) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// startApp starts the site's app in dir on its colour's port and waits
+// until it answers its health path. A colour that does not become
+// healthy is stopped again.
+func (e *Engine) startApp(j *job, dir string, pr proc) (*appInst, error) {
+	site, r, p := j.site, j.r, j.p
+	blue, green, err := e.appPorts(site)
+	if err != nil {
+		return nil, err
+	}
+	port := blue
+	if r.Color == "green" {
+		port = green
+	}
+	if !waitPortFree(port, 5*time.Second) {
+		return nil, fmt.Errorf("port %d of %s is in use by another process", port, r.Color)
+	}
+	as := e.appSiteFor(site.Name)
+	if err := os.MkdirAll(e.data.LogsDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("app log: %w", err)
+	}
+	inst := &appInst{site: site.Name, color: r.Color, deployID: r.ID, port: port,
+		backend: app.NewBackend(r.Color, port), recent: &limitedBuffer{}}
+	files := pr.files
+	if len(files) > 0 {
+		// The job's copy is closed when the job ends; a supervised app
+		// needs one for its restarts.
+		if inst.secretFile, err = secrets.MemFile(secrets.FormatDotenv(j.secrets)); err != nil {
+			return nil, err
+		}
+		files = []*os.File{inst.secretFile}
+	}
+	inst.mask = secrets.NewMaskWriter(io.MultiWriter(as.logf, inst.recent), slices.Collect(maps.Values(j.secrets)))
+	inst.out = &lineWriter{w: inst.mask, prefix: r.Color + " | "}
+	inst.spec = app.Spec{
+		Command: site.Start, Dir: dir, Out: inst.out, Files: files, Cred: pr.cred,
+		Env: append(slices.Clone(pr.env), "PORT="+strconv.Itoa(port), "EEVEON_PORT="+strconv.Itoa(port)),
+	}
+	fmt.Fprintf(as.logf, "==> %s eeveon: starting %s %s (deploy %s) on port %d\n",
+		time.Now().UTC().Format(time.RFC3339), r.Color, ShortCommit(r.Commit), r.ID, port)
+	p.step("starting the app in %s on port %d: %s", r.Color, port, site.Start)
+	inst.proc, err = app.Start(inst.spec)
+	if err != nil {
+		if inst.secretFile != nil {
+			inst.secretFile.Close()
+		}
+		return nil, err
+	}
+	if err := e.checkAppHealth(j, inst); err != nil {
+		_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		if out := inst.recent.Bytes(); len(out) > 0 {
+			p.step("the app's last output:")
+			lw := &lineWriter{w: j.out, prefix: "    "}
+			_, _ = lw.Write(out)
+			lw.Flush()
+		}
+		return nil, err
+	}
+	return inst, nil
+}
+
+// checkAppHealth waits until inst answers its health path 2xx.
+func (e *Engine) checkAppHealth(j *job, inst *appInst) error {
+	cfg := e.cfg.Deploy
+	url := "http://127.0.0.1:" + strconv.Itoa(inst.port) + j.site.HealthPath
+	j.p.step("health check of %s: GET %s", inst.color, url)
+	err := app.WaitHealthy(e.hard, url, cfg.HealthInterval.Duration, cfg.HealthTry.Duration, cfg.HealthTimeout.Duration, inst.current().Done())
+	if err != nil {
+		if cur := inst.current(); isDone(cur.Done()) {
+			exit := "exited with status 0"
+			if werr := cur.Wait(); werr != nil {
+				exit = werr.Error()
+			}
+			return fmt.Errorf("%w (the app %s)", err, exit)
+		}
+		return err
+	}
+	j.p.step("health check passed: %s answers on port %d", inst.color, inst.port)
+	return nil
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// checkApp is an app site's health step: the app of the new colour runs
+// and answers, or the deploy fails with the live colour untouched. The
+// approval of a deploy whose app kept running since its check checks
+// that process again.
+func (e *Engine) checkApp(j *job, dir string, pr proc) (*appInst, error) {
+	// The proxy listens first: its address is checked before anything
+	// starts, and the ports picked for the colours cannot be its own.
+	if _, err := e.ensureProxy(j.site); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	as := e.appSiteFor(j.site.Name)
+	e.appsMu.Lock()
+	waiting := as.pending
+	if waiting != nil && waiting.deployID == j.r.ID {
+		as.pending = nil
+	} else {
+		waiting = nil
+	}
+	e.appsMu.Unlock()
+	if waiting != nil {
+		if !isDone(waiting.proc.Done()) {
+			if err := e.checkAppHealth(j, waiting); err == nil {
+				return waiting, nil
+			}
+		}
+		j.p.step("the app that waited for approval is gone or unhealthy; starting it again")
+		_ = waiting.stop(e.cfg.App.StopGrace.Duration)
+	}
+	inst, err := e.startApp(j, dir, pr)
+	if err != nil {
+		return nil, err
+	}
+	if j.site.HealthCmd != "" || j.site.HealthURL != "" {
+		if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
+			_ = inst.stop(e.cfg.App.StopGrace.Duration)
+			return nil, err
+		}
+	}
+	return inst, nil
+}
+
+// holdForApproval keeps inst running while its deploy waits for approval.
+func (e *Engine) holdForApproval(site string, inst *appInst) {
+	as := e.appSiteFor(site)
+	e.appsMu.Lock()
+	old := as.pending
+	as.pending = inst
+	e.appsMu.Unlock()
+	if old != nil {
+		_ = old.stop(e.cfg.App.StopGrace.Duration)
+	}
+}
+
+// stopPendingApp stops the app of deploy id if it waits for approval:
+// the deploy was rejected, expired, superseded or failed.
+func (e *Engine) stopPendingApp(site, id string, p progress) {
+	e.appsMu.Lock()
+	as := e.apps[site]
+	var inst *appInst
+	if as != nil && as.pending != nil && as.pending.deployID == id {
+		inst, as.pending = as.pending, nil
+	}
+	e.appsMu.Unlock()
+	if inst == nil {
+		return
+	}
+	if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
+		e.log.Warn("stop app", "site", site, "color", inst.color, "err", err)
+	}
+	if p.w != nil {
+		p.step("stopped the app in %s", inst.color)
+	}
+}
+
+// ensureProxy makes the site's proxy listen on its address.
+func (e *Engine) ensureProxy(site Site) (*app.Proxy, error) {
+	as := e.appSiteFor(site.Name)
+	e.appsMu.Lock()
+	px, addr := as.proxy, as.addr
+	e.appsMu.Unlock()
+	if px != nil && addr == site.Proxy {
+		return px, nil
+	}
+	npx := app.NewProxy(e.log.WithPrefix("proxy").With("site", site.Name))
+	if err := npx.Listen(site.Proxy); err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := npx.Serve(); err != nil {
+			e.log.Error("proxy", "site", site.Name, "err", err)
+		}
+	}()
+	e.log.Info("proxy listening", "site", site.Name, "addr", npx.Addr().String())
+	if px != nil {
+		// The site's proxy address changed: the new proxy takes over the
+		// live colour, the old one finishes its requests and closes.
+		if b := px.Current(); b != nil {
+			npx.Switch(b)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.App.DrainTimeout.Duration)
+		if err := px.Shutdown(ctx); err != nil {
+			e.log.Warn("proxy shutdown", "site", site.Name, "addr", addr, "err", err)
+		}
+		cancel()
+		e.log.Info("proxy moved", "site", site.Name, "from", addr, "to", site.Proxy)
+	}
+	e.appsMu.Lock()
+	as.proxy, as.addr = npx, site.Proxy
+	e.appsMu.Unlock()
+	return npx, nil
+}
+
+// goLive makes inst the site's live app: supervised, recorded, and the
+// proxy's backend. It returns the app it replaces, if any.
+func (e *Engine) goLive(px *app.Proxy, inst *appInst) (old *appInst) {
+	l := e.log.WithPrefix("app").With("site", inst.site, "color", inst.color)
+	inst.sup = app.Supervise(inst.proc, inst.spec, l, app.Policy{OnEvent: func(ev app.Event) {
+		if ev.Kind == app.EventRestarted {
+			go e.saveAppState(inst)
+		}
+	}})
+	as := e.appSiteFor(inst.site)
+	e.appsMu.Lock()
+	old, as.live = as.live, inst
+	e.appsMu.Unlock()
+	px.Switch(inst.backend)
+	e.saveAppState(inst)
+	return old
+}
+
+// retire drains the colour that was live and stops its app.
+func (e *Engine) retire(px *app.Proxy, old *appInst, p progress) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.App.DrainTimeout.Duration)
+	err := px.Drain(ctx, old.backend)
+	cancel()
+	if err != nil {
+		p.step("warning: %v", err)
+		e.log.Warn("drain", "site", old.site, "color", old.color, "err", err)
+	}
+	if err := old.stop(e.cfg.App.StopGrace.Duration); err != nil {
+		p.step("warning: %v", err)
+		e.log.Warn("stop app", "site", old.site, "color", old.color, "err", err)
+	}
+	p.step("drained and stopped the app in %s", old.color)
+}
+
+// swapApp puts a checked app colour live: the symlink, then the proxy,
+// then on_swap; then the old colour is drained and stopped.
+func (e *Engine) swapApp(j *job, dir string, inst *appInst) error {
+	site, r := j.site, j.r
+	px, err := e.ensureProxy(site)
+	if err != nil {
+		_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		return e.failed(j, "proxy", err)
+	}
+	e.phase(j, PhaseSwapping)
+	if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
+		_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		return e.failed(j, "swap", err)
+	}
+	old := e.goLive(px, inst)
+	j.p.step("live: %s %s on %s; the proxy on %s sends new requests to port %d", site.Name, r.Short(), r.Color, site.Proxy, inst.port)
+	e.onSwap(j, dir, inst.port)
+	e.finish(j, StateLive, "")
+	if old != nil {
+		e.retire(px, old, j.p)
+	}
+	return nil
+}
+
+// saveAppState records the live app of a site, unless another one has
+// become live meanwhile.
+func (e *Engine) saveAppState(inst *appInst) {
+	e.appStateMu.Lock()
+	defer e.appStateMu.Unlock()
+	e.appsMu.Lock()
+	as := e.apps[inst.site]
+	live := as != nil && as.live == inst
+	e.appsMu.Unlock()
+	if !live {
+		return
+	}
+	p := inst.current()
+	b, _ := json.Marshal(appStateRecord{Color: inst.color, Port: inst.port, PID: p.Pid(), PGID: p.Pgid(),
+		DeployID: inst.deployID, Started: p.Started().UTC()})
+	path := e.data.AppStateFile(inst.site)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+		err = WriteFileAtomic(path, append(b, '\n'), 0o600)
+		if err == nil {
+			return
+		}
+	}
+	e.log.Warn("record app state", "site", inst.site, "path", path)
+}
+
+// killLeftoverApp stops the app a previous server recorded for site, if
+// it still runs: the parent-death signal stops apps with the server, but
+// their shutdown may still be under way, and a pid in the file may have
+// been reused by another program (then it is left alone).
+func (e *Engine) killLeftoverApp(site string) {
+	path := e.data.AppStateFile(site)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var st appStateRecord
+	if err := json.Unmarshal(b, &st); err != nil {
+		e.log.Warn("app state unreadable", "site", site, "path", path, "err", err)
+		_ = os.Remove(path)
+		return
+	}
+	leaderGone := errors.Is(syscall.Kill(st.PID, 0), syscall.ESRCH)
+	if app.Alive(st.PID, st.PGID) || (leaderGone && len(app.GroupMembers(st.PGID)) > 0) {
+		e.log.Warn("stopping an app left by the previous server", "site", site, "color", st.Color, "pid", st.PID, "port", st.Port)
+		if err := app.KillGroup(st.PGID, e.cfg.App.StopGrace.Duration); err != nil {
+			e.log.Error("stop leftover app", "site", site, "err", err)
+		}
+	}
+	_ = os.Remove(path)
+}
+
+// recoverApps starts again, in the background, the live colour of every
+// app site, after cleaning up what a previous server left.
+func (e *Engine) recoverApps(sites []Site) {
+	for _, site := range sites {
+		if !site.IsApp() {
+			continue
+		}
+		e.killLeftoverApp(site.Name)
+		color := LiveColor(site.Path)
+		if color != "blue" && color != "green" {
+			continue
+		}
+		done, err := e.begin()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer done()
+			e.restoreApp(site.Name, color)
+		}()
+	}
+}
+
+// logLines passes each line written to it to a logger.
+type logLines struct{ l *log.Logger }
+
+func (w logLines) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimPrefix(strings.TrimSpace(string(p)), "==> "))
+	return len(p), nil
+}
+
+// restoreApp starts the live colour of an app site at server start and
+// puts it behind the proxy. Until it is healthy the proxy answers 503.
+func (e *Engine) restoreApp(name, color string) {
+	l := e.log.With("site", name, "color", color)
+	unlock, err := e.lock(e.hard, name)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	site, err := LoadSite(e.data, name)
+	if err != nil || !site.IsApp() || LiveColor(site.Path) != color {
+		return
+	}
+	px, err := e.ensureProxy(site)
+	if err != nil {
+		l.Error("app site: the proxy cannot listen; the app is not started", "proxy", site.Proxy, "err", err)
+		return
+	}
+	rec, ok := liveRecord(site, color)
+	if !ok {
+		rec = Record{Site: name, Color: color}
+	}
+	rec.Color = color
+	out := &lineWriter{w: logLines{l}}
+	defer out.Flush()
+	j := &job{site: site, r: &rec, out: out, p: progress{out}, l: l}
+	if e.secrets != nil {
+		if j.secrets, err = e.secrets.Get(name); err != nil {
+			l.Error("app site: its secrets cannot be read; the app is not started, the proxy answers 503 until the next deploy", "err", err)
+			return
+		}
+	}
+	defer func() {
+		if j.secretFile != nil {
+			j.secretFile.Close()
+		}
+	}()
+	dir := filepath.Join(site.Path, color)
+	pr, err := e.userEnv(j, dir)
+	if err == nil {
+		var inst *appInst
+		if inst, err = e.startApp(j, dir, pr); err == nil {
+			e.goLive(px, inst)
+			l.Info("app live again after the server start", "port", inst.port, "deploy", rec.ID)
+			return
+		}
+	}
+	l.Error("app site: the live colour could not be started again; the proxy answers 503 until a deploy or rollback succeeds", "err", err)
+}
+
+// stopApps stops every app and proxy: the proxies stop taking requests
+// and finish those in flight, then the apps get SIGTERM (SIGKILL after
+// the grace period). Nothing the engine started is left running.
+func (e *Engine) stopApps() {
+	e.appsMu.Lock()
+	sites := maps.Clone(e.apps)
+	e.appsMu.Unlock()
+	done := make(chan struct{})
+	n := 0
+	for name, as := range sites {
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			e.appsMu.Lock()
+			px, live, pending := as.proxy, as.live, as.pending
+			as.live, as.pending = nil, nil
+			e.appsMu.Unlock()
+			if px != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.App.DrainTimeout.Duration, 10*time.Second))
+				if err := px.Shutdown(ctx); err != nil {
+					e.log.Warn("proxy shutdown", "site", name, "err", err)
+				}
+				cancel()
+			}
+			for _, inst := range []*appInst{live, pending} {
+				if inst == nil {
+					continue
+				}
+				if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
+					e.log.Warn("stop app", "site", name, "color", inst.color, "err", err)
+				} else {
+					e.log.Info("app stopped", "site", name, "color", inst.color)
+				}
+			}
+			if live != nil {
+				_ = os.Remove(e.data.AppStateFile(name))
+			}
+			as.logf.Close()
+		}()
+	}
+	for ; n > 0; n-- {
+		<-done
+	}
+}
+
+// AppStatus is what status reports about an app site's processes.
+type AppStatus struct {
+	Proxy    string // the address the proxy listens on; "" if it does not
+	Color    string // the colour behind the proxy; "" if none
+	Port     int
+	PID      int
+	Restarts int
+	Running  bool
+}
+
+// appStatus describes the app of site name as this engine runs it.
+func (e *Engine) appStatus(name string) *AppStatus {
+	e.appsMu.Lock()
+	defer e.appsMu.Unlock()
+	st := &AppStatus{}
+	as := e.apps[name]
+	if as == nil {
+		return st
+	}
+	if as.proxy != nil {
+		st.Proxy = as.addr
+	}
+	if inst := as.live; inst != nil {
+		p := inst.current()
+		st.Color, st.Port, st.PID, st.Running = inst.color, inst.port, p.Pid(), !isDone(p.Done())
+		if inst.sup != nil {
+			st.Restarts = inst.sup.Restarts()
+		}
+	}
+	return st
+}

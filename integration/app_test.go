@@ -1,0 +1,388 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The app of these tests (testdata/app) is built once, next to the eeveon
+// binary; a commit of an app site holds only its VERSION (and the
+// UNHEALTHY or CRASH switches), so a deploy needs no build.
+var (
+	appBinOnce sync.Once
+	appBin     string
+	appBinErr  error
+)
+
+func testAppBinary(t *testing.T) string {
+	t.Helper()
+	appBinOnce.Do(func() {
+		out := filepath.Join(filepath.Dir(bin), "testapp")
+		b, err := exec.Command("go", "build", "-o", out, "./testdata/app").CombinedOutput()
+		if err != nil {
+			appBinErr = fmt.Errorf("build testdata/app: %v\n%s", err, b)
+			return
+		}
+		appBin = out
+	})
+	if appBinErr != nil {
+		t.Fatal(appBinErr)
+	}
+	return appBin
+}
+
+// newAppEnv is an Env whose server checks apps every 50ms and gives them
+// a short grace, so that a deploy takes a fraction of a second.
+func newAppEnv(t *testing.T) *Env {
+	t.Helper()
+	e := NewEnv(t)
+	e.Stop()
+	cfg := "[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
+		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n"
+	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	return e
+}
+
+// load sends requests to the proxy until stopped: some workers reuse
+// their connection, the others open a new one for every request. Each
+// records the versions it saw, in order, without repeats, and every
+// answer that was not a 2xx.
+type load struct {
+	workers []*loadWorker
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type loadWorker struct {
+	keepAlive bool
+	mu        sync.Mutex
+	seq       []string
+	n         int
+	fails     []string
+}
+
+func startLoad(t *testing.T, addr string, workers int) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{})}
+	for i := range workers {
+		w := &loadWorker{keepAlive: i%2 == 0}
+		l.workers = append(l.workers, w)
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			Proxy: nil, DisableKeepAlives: !w.keepAlive, MaxIdleConnsPerHost: 1,
+		}}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer client.CloseIdleConnections()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+				w.get(client, "http://"+addr+"/")
+			}
+		}()
+	}
+	return l
+}
+
+func (w *loadWorker) get(client *http.Client, url string) {
+	resp, err := client.Get(url)
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	switch {
+	case err != nil:
+		w.fails = append(w.fails, err.Error())
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		w.fails = append(w.fails, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body))))
+	default:
+		v := strings.TrimSpace(string(body))
+		if len(w.seq) == 0 || w.seq[len(w.seq)-1] != v {
+			w.seq = append(w.seq, v)
+		}
+	}
+}
+
+func (w *loadWorker) last() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.seq) == 0 {
+		return ""
+	}
+	return w.seq[len(w.seq)-1]
+}
+
+// waitAllSee waits until every worker's latest answer is version v.
+func (l *load) waitAllSee(t *testing.T, v string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, w := range l.workers {
+		for w.last() != v {
+			if time.Now().After(deadline) {
+				t.Fatalf("a client still sees %q, not %q", w.last(), v)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// finish stops the load and checks that no request failed; it returns
+// the total number of requests.
+func (l *load) finish(t *testing.T) int {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	total := 0
+	for i, w := range l.workers {
+		total += w.n
+		if len(w.fails) > 0 {
+			t.Errorf("client %d (keep-alive %v): %d of %d requests failed, first: %s", i, w.keepAlive, len(w.fails), w.n, w.fails[0])
+		}
+	}
+	return total
+}
+
+// leftovers lists the processes whose working directory or command line
+// lies under dir (the test's temp dir): an app runs in its colour's
+// directory there.
+func leftovers(dir string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var found []string
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		p := filepath.Join("/proc", ent.Name())
+		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
+		cmd, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		cmdline := strings.ReplaceAll(string(cmd), "\x00", " ")
+		stat, _ := os.ReadFile(filepath.Join(p, "stat"))
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			continue // a zombie holds nothing
+		}
+		if strings.HasPrefix(cwd, dir) || strings.Contains(cmdline, dir) {
+			found = append(found, fmt.Sprintf("pid %d cwd %s: %s", pid, cwd, cmdline))
+		}
+	}
+	return found
+}
+
+func appGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestAppZeroDowntime deploys an app ten times, rolls back, and puts a
+// deploy live through an approval, under continuous load through the
+// proxy: no request fails, every client sees each version once and in
+// order, and no app process outlives the server, before and after a
+// restart of it.
+func TestAppZeroDowntime(t *testing.T) {
+	t.Parallel()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	proxy := "127.0.0.1:" + freePort(t)
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", proxy)
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+
+	push := func(want string) {
+		t.Helper()
+		r := repo.Push(admin, "api")
+		if r.Code != 0 || !strings.Contains(r.Stderr, want) {
+			t.Fatalf("push: exit %d, want %q in:\n%s", r.Code, want, r.Out())
+		}
+	}
+	push("live: api")
+	if code, body := appGet(t, "http://"+proxy+"/"); code != 200 || body != "v1" {
+		t.Fatalf("proxy after the first deploy: %d %q", code, body)
+	}
+	ports, err := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
+	if err != nil || !strings.Contains(string(ports), `"api"`) {
+		t.Fatalf("ports state: %v %s", err, ports)
+	}
+
+	l := startLoad(t, proxy, 4)
+	want := []string{"v1"}
+	l.waitAllSee(t, "v1")
+	for i := 2; i <= 10; i++ {
+		v := "v" + strconv.Itoa(i)
+		repo.Commit(v, map[string]string{"VERSION": v + "\n"})
+		push("drained and stopped the app in")
+		want = append(want, v)
+		l.waitAllSee(t, v)
+	}
+
+	// Rollback: the previous colour's app is started again and checked.
+	r := e.SSH(admin, "rollback", "api")
+	if r.Code != 0 || !strings.Contains(r.Out(), "health check passed") || !strings.Contains(r.Out(), "drained and stopped") {
+		t.Fatalf("rollback: exit %d\n%s", r.Code, r.Out())
+	}
+	want = append(want, "v9")
+	l.waitAllSee(t, "v9")
+
+	// Approval: the new colour runs and is healthy but gets no traffic
+	// until approved.
+	e.MustEeveon("site", "set", "api", "--approval")
+	repo.Commit("v11", map[string]string{"VERSION": "v11\n"})
+	push("awaiting approval")
+	time.Sleep(200 * time.Millisecond)
+	for i, w := range l.workers {
+		if w.last() != "v9" {
+			t.Fatalf("client %d sees %q while v11 awaits approval", i, w.last())
+		}
+	}
+	if r := e.SSH(admin, "approve", "api"); r.Code != 0 || !strings.Contains(r.Out(), "live: api") {
+		t.Fatalf("approve: exit %d\n%s", r.Code, r.Out())
+	}
+	want = append(want, "v11")
+	l.waitAllSee(t, "v11")
+
+	total := l.finish(t)
+	for i, w := range l.workers {
+		if strings.Join(w.seq, " ") != strings.Join(want, " ") {
+			t.Errorf("client %d saw versions %v, want %v", i, w.seq, want)
+		}
+	}
+	t.Logf("%d requests through the proxy during %d deploys, a rollback and an approval", total, len(want)-2)
+
+	if r := e.SSH(admin, "status", "api"); r.Code != 0 || !strings.Contains(r.Stdout, "app:      proxy "+proxy+" -> green on port") {
+		t.Errorf("status: exit %d\n%s", r.Code, r.Out())
+	}
+
+	// The app's output: over SSH for admins and the site's deployers, and
+	// on the local CLI.
+	dev := e.AddKey("dev", "deployer", "api")
+	for _, key := range []string{admin, dev} {
+		if r := e.SSH(key, "logs", "api", "--app"); r.Code != 0 || !strings.Contains(r.Stdout, "version v11 listening on") {
+			t.Errorf("logs --app: exit %d\n%s", r.Code, r.Out())
+		}
+	}
+	if r := e.Eeveon("logs", "api", "--app", "-n", "1"); r.Code != 0 || strings.Count(r.Stdout, "\n") != 1 {
+		t.Errorf("eeveon logs api --app -n 1: exit %d\n%s", r.Code, r.Out())
+	}
+
+	// A restart of the server stops the apps and starts the live one again.
+	e.Stop()
+	if left := leftovers(e.Dir); len(left) > 0 {
+		t.Fatalf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
+	}
+	waitVersion := func(v string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, body := appGet(t, "http://"+proxy+"/")
+			if code == 200 && body == v {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after a restart the proxy answers %d %q", code, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	e.Start()
+	waitVersion("v11")
+
+	// kill -9 of the server: the parent-death signal stops its apps; the
+	// next start cleans up after them and starts the live colour again.
+	state := filepath.Join(e.Data, "state", "apps", "api.json")
+	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), `"pgid"`) {
+		t.Fatalf("app state: %v %s", err, b)
+	}
+	e.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(leftovers(e.Dir)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("apps outlived a killed server:\n%s", strings.Join(leftovers(e.Dir), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.Start()
+	waitVersion("v11")
+	e.Stop()
+	if left := leftovers(e.Dir); len(left) > 0 {
+		t.Fatalf("processes left after the restarted server stopped:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// TestAppUnhealthyDeploy pushes an app that never answers its health
+// check and one that exits at start: both fail, the live colour keeps
+// serving every request, and the failed colours' apps are stopped.
+func TestAppUnhealthyDeploy(t *testing.T) {
+	t.Parallel()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	proxy := "127.0.0.1:" + freePort(t)
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", proxy,
+		"--ports", freePort(t)+","+freePort(t), "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("first push: exit %d\n%s", r.Code, r.Out())
+	}
+	l := startLoad(t, proxy, 4)
+	l.waitAllSee(t, "v1")
+
+	repo.Commit("sick", map[string]string{"VERSION": "v2\n", "UNHEALTHY": "1"})
+	r := repo.Push(admin, "api")
+	if !strings.Contains(r.Stderr, "FAILED") || !strings.Contains(r.Stderr, "not healthy") || !strings.Contains(r.Stderr, "api stays on blue") {
+		t.Fatalf("push of an app that never gets healthy: exit %d\n%s", r.Code, r.Out())
+	}
+	if err := os.Remove(filepath.Join(repo.Dir, "UNHEALTHY")); err != nil {
+		t.Fatal(err)
+	}
+	repo.Commit("crash", map[string]string{"VERSION": "v3\n", "CRASH": "1"})
+	r = repo.Push(admin, "api")
+	if !strings.Contains(r.Stderr, "FAILED") || !strings.Contains(r.Stderr, "app exited") || !strings.Contains(r.Stderr, "CRASH is there") {
+		t.Fatalf("push of an app that exits at start: exit %d\n%s", r.Code, r.Out())
+	}
+	time.Sleep(100 * time.Millisecond)
+	l.finish(t)
+	for i, w := range l.workers {
+		if strings.Join(w.seq, " ") != "v1" {
+			t.Errorf("client %d saw versions %v, want only v1", i, w.seq)
+		}
+	}
+	if e.Live("api") != "blue" {
+		t.Errorf("live colour %q, want blue", e.Live("api"))
+	}
+	// Only the live colour's app runs.
+	green := filepath.Join(e.SitePath("api"), "green")
+	for _, p := range leftovers(e.Dir) {
+		if strings.Contains(p, green) {
+			t.Errorf("the failed colour's app still runs: %s", p)
+		}
+	}
+	e.Stop()
+	if left := leftovers(e.Dir); len(left) > 0 {
+		t.Fatalf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
+	}
+}
