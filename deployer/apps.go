@@ -525,35 +525,76 @@ func (e *Engine) stopApps() {
 		n++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			e.appsMu.Lock()
-			px, live, pending := as.proxy, as.live, as.pending
-			as.live, as.pending = nil, nil
-			e.appsMu.Unlock()
-			if px != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.App.DrainTimeout.Duration, 10*time.Second))
-				if err := px.Shutdown(ctx); err != nil {
-					e.log.Warn("proxy shutdown", "site", name, "err", err)
-				}
-				cancel()
-			}
-			for _, inst := range []*appInst{live, pending} {
-				if inst == nil {
-					continue
-				}
-				if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
-					e.log.Warn("stop app", "site", name, "color", inst.color, "err", err)
-				} else {
-					e.log.Info("app stopped", "site", name, "color", inst.color)
-				}
-			}
-			if live != nil {
-				_ = os.Remove(e.data.AppStateFile(name))
-			}
-			as.logf.Close()
+			e.stopAppSite(name, as)
 		}()
 	}
 	for ; n > 0; n-- {
 		<-done
+	}
+}
+
+// stopAppSite shuts one app site down: its proxy stops taking requests
+// and finishes those in flight, then its apps get SIGTERM (SIGKILL after
+// the grace period).
+func (e *Engine) stopAppSite(name string, as *appSite) {
+	e.appsMu.Lock()
+	px, live, pending := as.proxy, as.live, as.pending
+	as.live, as.pending = nil, nil
+	e.appsMu.Unlock()
+	if px != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.App.DrainTimeout.Duration, 10*time.Second))
+		if err := px.Shutdown(ctx); err != nil {
+			e.log.Warn("proxy shutdown", "site", name, "err", err)
+		}
+		cancel()
+	}
+	for _, inst := range []*appInst{live, pending} {
+		if inst == nil {
+			continue
+		}
+		if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
+			e.log.Warn("stop app", "site", name, "color", inst.color, "err", err)
+		} else {
+			e.log.Info("app stopped", "site", name, "color", inst.color)
+		}
+	}
+	if live != nil {
+		_ = os.Remove(e.data.AppStateFile(name))
+	}
+	as.logf.Close()
+}
+
+// ReconcileApps stops the apps and the proxy of sites that were removed or
+// are no longer app sites (site rm and site set edit files; the daemon
+// notices here) and gives their ports back. The daemon calls it on a
+// timer; a site busy with a deploy is left for the next round.
+func (e *Engine) ReconcileApps() {
+	e.appsMu.Lock()
+	sites := maps.Clone(e.apps)
+	e.appsMu.Unlock()
+	for name, as := range sites {
+		s, err := LoadSite(e.data, name)
+		if err == nil && s.IsApp() {
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrSiteNotFound) {
+			continue // a broken site file: keep serving, check says why
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		unlock, lerr := e.lock(ctx, name)
+		cancel()
+		if lerr != nil {
+			continue
+		}
+		e.appsMu.Lock()
+		delete(e.apps, name)
+		e.appsMu.Unlock()
+		e.stopAppSite(name, as)
+		if err := app.ReleasePorts(e.data.PortsFile(), name); err != nil {
+			e.log.Warn("release ports", "site", name, "err", err)
+		}
+		unlock()
+		e.log.Info("app site gone: stopped its app and proxy", "site", name)
 	}
 }
 

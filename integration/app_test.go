@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -384,5 +385,36 @@ func TestAppUnhealthyDeploy(t *testing.T) {
 	e.Stop()
 	if left := leftovers(e.Dir); len(left) > 0 {
 		t.Fatalf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// TestAppSiteRemoved: site rm of an app site (a file edit the daemon
+// notices) stops its app and its proxy without a restart.
+func TestAppSiteRemoved(t *testing.T) {
+	t.Parallel()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	proxy := "127.0.0.1:" + freePort(t)
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", proxy, "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("push: exit %d\n%s", r.Code, r.Out())
+	}
+	if code, _ := appGet(t, "http://"+proxy+"/"); code != 200 {
+		t.Fatalf("proxy answers %d before site rm", code)
+	}
+	e.MustEeveon("site", "rm", "api")
+	pollUntil(t, 10*time.Second, "the app and its proxy to stop", func() bool {
+		c, err := net.DialTimeout("tcp", proxy, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return len(leftovers(e.SitePath("api"))) == 0 // the server runs on; the app's cwd is its colour
+	})
+	ports, _ := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
+	if strings.Contains(string(ports), `"api"`) {
+		t.Errorf("the removed site still holds its ports: %s", ports)
 	}
 }

@@ -181,6 +181,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 		defer t.Stop()
 		for {
 			engine.ExpirePending(time.Now())
+			engine.ReconcileApps()
 			select {
 			case <-ctx.Done():
 				return
