@@ -717,27 +717,57 @@ func (e *Engine) checkout(ctx context.Context, site Site, r *Record) (string, er
 		_, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", repo, "--work-tree", dir, "read-tree", "-u", "--reset", r.Commit)
 		return dir, err
 	}
-	tmp := filepath.Join(site.Path, tmpPrefix+r.ID)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return "", err
-	}
-	idx := tmp + ".index"
-	defer os.Remove(idx)
-	if _, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", repo, "--work-tree", tmp, "read-tree", "-u", "--reset", r.Commit); err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
 	dir := filepath.Join(site.Path, r.Color)
 	if LiveColor(site.Path) == r.Color {
 		return "", fmt.Errorf("refusing to overwrite the live colour %s", r.Color)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
+	// Each colour keeps the index of what was checked out into it, so the
+	// next checkout there writes only what changed: read-tree updates the
+	// files that differ between the two commits, checkout-index restores
+	// tracked files a build modified (it skips those whose stat matches),
+	// and clean removes everything else (build output, stray files), so the
+	// colour holds exactly the commit. Without a usable index, start afresh.
+	idx := filepath.Join(e.data.StateDir(), site.Name+"."+r.Color+".index")
+	env := []string{"GIT_INDEX_FILE=" + idx}
+	wt := []string{"--git-dir", repo, "--work-tree", dir}
+	_, errIdx := os.Stat(idx)
+	fi, errDir := os.Lstat(dir)
+	fresh := errIdx != nil || errDir != nil || !fi.IsDir()
+	for {
+		if fresh {
+			_ = os.Remove(idx)
+			if err := os.RemoveAll(dir); err != nil {
+				return "", err
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", err
+			}
+		}
+		err := func() error {
+			for _, args := range [][]string{
+				{"read-tree", "-u", "--reset", r.Commit},
+				{"checkout-index", "--all", "--force"},
+				{"clean", "-ffdxq"},
+			} {
+				if _, err := git(ctx, env, append(wt, args...)...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		switch {
+		case err == nil:
+			return dir, nil
+		case !fresh && ctx.Err() == nil:
+			fresh = true // a damaged index or tree: once more from nothing
+		default:
+			_ = os.Remove(idx)
+			return "", err
+		}
 	}
-	return dir, nil
 }
 
 // swapCurrent points <path>/current at color with one rename(2) of a fresh

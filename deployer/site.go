@@ -322,7 +322,7 @@ func RemoveSite(d Data, name string) error {
 	// State that belongs to the site's configuration goes with it, so a
 	// new site of the same name starts afresh (a poller that remembers
 	// "deployed" would skip its first commit).
-	for _, f := range []string{name + ".poll.json", name + ".in-place.index"} {
+	for _, f := range []string{name + ".poll.json", name + ".in-place.index", name + ".blue.index", name + ".green.index"} {
 		_ = os.Remove(filepath.Join(d.StateDir(), f))
 	}
 	return SyncDir(d.SitesDir())
