@@ -917,3 +917,69 @@ func exRunDropIn(t *testing.T, d unit) {
 		t.Errorf("serve on SIGTERM: %v\n%s", err, srv.out)
 	}
 }
+
+// TestExampleNginxOnSwap: examples/nginx/on-swap-nginx.sh, run by eeveon's
+// on_swap after each switch of an app site, points a real nginx at the new
+// colour's port (api-upstream.conf) and reloads it.
+func TestExampleNginxOnSwap(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			t.Skip("nginx is not installed (.ci/run installs it)")
+		}
+		nginx = "/usr/sbin/nginx"
+	}
+	t.Parallel()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	dir := filepath.Join(e.Dir, "nginx")
+	upstreams := filepath.Join(dir, "eeveon")
+	if err := os.MkdirAll(upstreams, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hook := filepath.Join(dir, "on-swap-nginx.sh")
+	if err := os.WriteFile(hook, []byte(exReadExample(t, "nginx/on-swap-nginx.sh")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	site := exReadExample(t, "nginx/api-upstream.conf")
+	site = exReplace(t, "examples/nginx/api-upstream.conf", site, "include /etc/nginx/eeveon/api-upstream.conf;", "include "+upstreams+"/api-upstream.conf;", 1)
+	site = exReplace(t, "examples/nginx/api-upstream.conf", site, "\tlisten 80;\n", "\tlisten "+addr+";\n", 1)
+	site = exReplace(t, "examples/nginx/api-upstream.conf", site, "\tlisten [::]:80;\n", "", 1)
+	mainConf := "worker_processes 1;\npid " + dir + "/nginx.pid;\nerror_log " + dir + "/error.log;\n" +
+		"events { worker_connections 64; }\nhttp {\n\taccess_log " + dir + "/access.log;\n" +
+		"\tclient_body_temp_path " + dir + "/body;\n\tproxy_temp_path " + dir + "/proxy;\n\tfastcgi_temp_path " + dir + "/fastcgi;\n" +
+		"\tuwsgi_temp_path " + dir + "/uwsgi;\n\tscgi_temp_path " + dir + "/scgi;\n" + site + "\n}\n"
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(mainConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", dir, "-e", dir + "/error.log", "-c", conf}
+	onSwap := "EEVEON_NGINX_DIR='" + upstreams + "' NGINX_RELOAD='" + nginx + " " + strings.Join(args, " ") + " -s reload' '" + hook + "'"
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", "127.0.0.1:"+freePort(t), "--on-swap", onSwap)
+
+	// The first switch writes the upstream; nginx is not running yet, so
+	// its reload fails and eeveon says so, the deploy stands.
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") || !strings.Contains(r.Stderr, "warning: on_swap") {
+		t.Fatalf("first push: exit %d\n%s", r.Code, r.Out())
+	}
+	ng := exStart(t, exec.Command(nginx, append(args, "-g", "daemon off;")...))
+	exWaitTCP(t, addr, ng.exited, ng.out)
+	if code, body := exGet(t, "http://"+addr+"/", "api.example.com"); code != 200 || strings.TrimSpace(body) != "v1" {
+		t.Fatalf("nginx before the second deploy: %d %q", code, body)
+	}
+	repo.Commit("v2", map[string]string{"VERSION": "v2\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "nginx now sends api to green") {
+		t.Fatalf("second push: exit %d\n%s", r.Code, r.Out())
+	}
+	pollUntil(t, 10*time.Second, "nginx to serve v2", func() bool {
+		code, body := exGet(t, "http://"+addr+"/", "api.example.com")
+		return code == 200 && strings.TrimSpace(body) == "v2"
+	})
+	if err := ng.stop(t, syscall.SIGQUIT, 10*time.Second); err != nil {
+		t.Errorf("nginx: %v", err)
+	}
+	e.Stop()
+}
