@@ -22,7 +22,7 @@ import (
 )
 
 func main() {
-	base := flag.String("base", "openssh-git,openssh-true,openssh-sshd,git-ls-remote", "comma-separated last name elements of the baselines")
+	base := flag.String("base", "openssh-git,openssh-true,openssh-sshd,git-ls-remote,direct", "comma-separated last name elements of the baselines")
 	flag.Parse()
 	res, err := read(os.Stdin, os.Stdout)
 	if err != nil {
