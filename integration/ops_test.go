@@ -163,3 +163,15 @@ func TestOnSwap(t *testing.T) {
 		t.Fatalf("failing on_swap: exit %d, live %q\n%s", r.Code, e.Live("web"), r.Out())
 	}
 }
+
+func TestCheckAppAddressClash(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	proxy := "127.0.0.1:" + freePort(t)
+	e.MustEeveon("site", "add", "a", "--start", "true", "--proxy", proxy)
+	e.MustEeveon("site", "add", "b", "--start", "true", "--proxy", proxy)
+	r := e.Eeveon("check")
+	if r.Code == 0 || !strings.Contains(r.Stdout, "sites a and b both use "+proxy) {
+		t.Fatalf("two app sites on one proxy address: exit %d\n%s", r.Code, r.Stdout)
+	}
+}

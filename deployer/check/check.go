@@ -233,6 +233,7 @@ func checkSites(r *report, d deployer.Data) {
 	for _, err := range errs {
 		r.add("site", Fail, err.Error(), "fix the file or remove it with eeveon site rm")
 	}
+	checkAppAddrs(r, sites)
 	for _, s := range sites {
 		name := "site " + s.Name
 		if err := writable(s.Path); err != nil {
@@ -253,6 +254,28 @@ func checkSites(r *report, d deployer.Data) {
 		r.add(name, OK, fmt.Sprintf("%s, path %s", s.Strategy, s.Path), "")
 		if s.Path != d.Dir && !strings.HasPrefix(s.Path, d.Dir+"/") {
 			checkDisk(r, "disk ("+s.Name+")", s.Path)
+		}
+	}
+}
+
+// checkAppAddrs finds app sites that would fight over an address: the
+// same proxy address, or a fixed app port used twice.
+func checkAppAddrs(r *report, sites []deployer.Site) {
+	owner := map[string]string{}
+	claim := func(addr, site string) {
+		if other, ok := owner[addr]; ok && other != site {
+			r.add("app ports", Fail, fmt.Sprintf("sites %s and %s both use %s", other, site, addr), "give one of them another address: eeveon site set NAME --proxy ADDR or --ports A,B")
+			return
+		}
+		owner[addr] = site
+	}
+	for _, s := range sites {
+		if !s.IsApp() {
+			continue
+		}
+		claim(s.Proxy, s.Name)
+		for _, p := range s.Ports {
+			claim(fmt.Sprintf("127.0.0.1:%d", p), s.Name)
 		}
 	}
 }
