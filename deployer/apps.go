@@ -365,6 +365,12 @@ func (e *Engine) swapApp(j *job, dir string, inst *appInst) error {
 		_ = inst.stop(e.cfg.App.StopGrace.Duration)
 		return e.failed(j, "proxy", err)
 	}
+	// The app passed its check; if it has died since, it does not get the
+	// traffic: the live colour keeps it.
+	if isDone(inst.current().Done()) {
+		_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		return e.fail(j, StateFailed, "the app exited after its health check; "+site.Name+" keeps serving the live colour")
+	}
 	e.phase(j, PhaseSwapping)
 	if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
 		_ = inst.stop(e.cfg.App.StopGrace.Duration)
@@ -584,6 +590,10 @@ func (e *Engine) ReconcileApps() {
 		unlock, lerr := e.lock(ctx, name)
 		cancel()
 		if lerr != nil {
+			continue
+		}
+		if s, err := LoadSite(e.data, name); err == nil && s.IsApp() {
+			unlock() // re-added meanwhile: it is an app site again
 			continue
 		}
 		e.appsMu.Lock()

@@ -55,3 +55,30 @@ func TestIncrementalCheckoutIsClean(t *testing.T) {
 		t.Error("old build output survived in green")
 	}
 }
+
+// TestCheckoutSurvivesLeftovers: a .git a build made and an index lock a
+// killed git left do not survive, or block, the next checkout there.
+func TestCheckoutSurvivesLeftovers(t *testing.T) {
+	e := testEngine(t)
+	s := addSite(t, e, Site{Name: "hello", Build: "mkdir -p sub/.git && echo leak > sub/.git/config && chmod 555 sub"})
+	w := newWorktree(t, e, "hello")
+	w.commit(map[string]string{"sub/a.txt": "a\n"})
+	mustDeploy(t, e, Request{}) // blue, with a build-made sub/.git and a read-only sub
+	s.Build = ""
+	updateSite(t, e, s)
+	w.commit(map[string]string{"b.txt": "b\n"})
+	mustDeploy(t, e, Request{}) // green
+	lock := colourIndex(e.Data(), "hello", "blue") + ".lock"
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.commit(map[string]string{"c.txt": "c\n"})
+	mustDeploy(t, e, Request{}) // blue again
+	blue := filepath.Join(s.Path, "blue")
+	if _, err := os.Stat(filepath.Join(blue, "sub", ".git")); !os.IsNotExist(err) {
+		t.Error("a .git made by a build survived the next checkout")
+	}
+	if b, err := os.ReadFile(filepath.Join(blue, "sub", "a.txt")); err != nil || string(b) != "a\n" {
+		t.Errorf("sub/a.txt = %q, %v", b, err)
+	}
+}

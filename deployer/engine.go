@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -504,6 +505,12 @@ func (e *Engine) userEnv(j *job, dir string) (proc, error) {
 		if err := e.handOver(dir); err != nil {
 			return pr, err
 		}
+		// The chown changed every file's ctime: refresh the colour's index
+		// so that the next checkout there still writes only what changed.
+		if r.Strategy != InPlace {
+			_, _ = git(e.hard, []string{"GIT_INDEX_FILE=" + colourIndex(e.data, r.Site, r.Color)},
+				"--git-dir", e.data.Repo(r.Site), "--work-tree", dir, "update-index", "-q", "--refresh")
+		}
 		pr.cred = &syscall.Credential{Uid: e.runAs.uid, Gid: e.runAs.gid, Groups: []uint32{}}
 		vars["HOME"], vars["USER"], vars["LOGNAME"] = e.runAs.home, e.runAs.name, e.runAs.name
 	}
@@ -730,16 +737,19 @@ func (e *Engine) checkout(ctx context.Context, site Site, r *Record) (string, er
 	// tracked files a build modified (it skips those whose stat matches),
 	// and clean removes everything else (build output, stray files), so the
 	// colour holds exactly the commit. Without a usable index, start afresh.
-	idx := filepath.Join(e.data.StateDir(), site.Name+"."+r.Color+".index")
+	idx := colourIndex(e.data, site.Name, r.Color)
 	env := []string{"GIT_INDEX_FILE=" + idx}
 	wt := []string{"--git-dir", repo, "--work-tree", dir}
+	// A git killed mid-checkout (shutdown, kill -9) leaves its lock; no
+	// other git can be at work here (we hold the site lock).
+	_ = os.Remove(idx + ".lock")
 	_, errIdx := os.Stat(idx)
 	fi, errDir := os.Lstat(dir)
 	fresh := errIdx != nil || errDir != nil || !fi.IsDir()
 	for {
 		if fresh {
 			_ = os.Remove(idx)
-			if err := os.RemoveAll(dir); err != nil {
+			if err := forceRemoveAll(dir); err != nil {
 				return "", err
 			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -755,6 +765,11 @@ func (e *Engine) checkout(ctx context.Context, site Site, r *Record) (string, er
 				if _, err := git(ctx, env, append(wt, args...)...); err != nil {
 					return err
 				}
+			}
+			// git never lists .git entries, so clean leaves one a build
+			// made: only a fresh checkout gets rid of it.
+			if p := findDotGit(dir); p != "" {
+				return fmt.Errorf("a .git left in the colour (%s)", p)
 			}
 			return nil
 		}()
@@ -914,4 +929,37 @@ func (e *Engine) appendHistory(site Site, r Record) error {
 	e.histMu.Lock()
 	defer e.histMu.Unlock()
 	return appendHistory(site, r)
+}
+
+// colourIndex is the git index of what was last checked out into a colour.
+func colourIndex(d Data, site, color string) string {
+	return filepath.Join(d.StateDir(), site+"."+color+".index")
+}
+
+// findDotGit returns the first .git entry under dir, or "".
+func findDotGit(dir string) string {
+	found := ""
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != dir && d.Name() == ".git" {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
+// forceRemoveAll removes dir even where a build left read-only
+// directories (a Go module cache, say), which os.RemoveAll cannot empty.
+func forceRemoveAll(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
 }

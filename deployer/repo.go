@@ -110,7 +110,7 @@ func git(ctx context.Context, env []string, args ...string) (string, error) {
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
 		}
-		return "", fmt.Errorf("git %s: %s", args[0], firstNonEmpty(msg, err.Error()))
+		return "", fmt.Errorf("git %s: %s", gitSubcommand(args), firstNonEmpty(msg, err.Error()))
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
@@ -122,6 +122,20 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// gitSubcommand names the git command in args for error messages: the
+// first word after the global options (--git-dir X, --work-tree X, -c X).
+func gitSubcommand(args []string) string {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--git-dir" || a == "--work-tree" || a == "-c":
+			i++
+		case !strings.HasPrefix(a, "-"):
+			return a
+		}
+	}
+	return "command"
 }
 
 // ResolveCommit resolves a revision in the site's repo to a full commit id.

@@ -175,15 +175,21 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Pending approvals expire on time, also those found at start.
+	// Pending approvals expire on time, also those found at start, and
+	// app sites that were removed lose their apps. Stopped before the
+	// engine shuts down, so that it never races the shutdown.
+	tickCtx, stopTick := context.WithCancel(ctx)
+	defer stopTick()
+	tickDone := make(chan struct{})
 	go func() {
+		defer close(tickDone)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			engine.ExpirePending(time.Now())
 			engine.ReconcileApps()
 			select {
-			case <-ctx.Done():
+			case <-tickCtx.Done():
 				return
 			case <-t.C:
 			}
@@ -269,6 +275,8 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	defer cancelGrace()
 	done := make(chan struct{})
 	go func() {
+		stopTick()
+		<-tickDone
 		if err := poller.Stop(grace); err != nil {
 			logger.Warn("poller shutdown", "err", err)
 		}
