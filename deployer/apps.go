@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -105,7 +106,24 @@ func (e *Engine) appPorts(site Site) (blue, green int, err error) {
 	if len(site.Ports) == 2 {
 		return site.Ports[0], site.Ports[1], nil
 	}
-	return app.PickPorts(e.data.PortsFile(), site.Name, e.cfg.App.PortMin, e.cfg.App.PortMax)
+	// Ports other sites take without the ports file: their fixed ports
+	// and their proxies (and this site's own proxy).
+	var reserved []int
+	sites, _ := ListSites(e.data)
+	for _, o := range sites {
+		if !o.IsApp() {
+			continue
+		}
+		if _, p, err := net.SplitHostPort(o.Proxy); err == nil {
+			if n, err := strconv.Atoi(p); err == nil {
+				reserved = append(reserved, n)
+			}
+		}
+		if o.Name != site.Name {
+			reserved = append(reserved, o.Ports...)
+		}
+	}
+	return app.PickPorts(e.data.PortsFile(), site.Name, e.cfg.App.PortMin, e.cfg.App.PortMax, reserved...)
 }
 
 // waitPortFree waits up to d for port to be free on 127.0.0.1: an app of

@@ -30,7 +30,10 @@ var portsMu sync.Mutex // one writer of the state file per process
 // in the range that no other site holds and that can be bound on
 // 127.0.0.1 right now are chosen and recorded (written atomically).
 // Ports given by the user (--ports A,B) do not go through here.
-func PickPorts(stateFile, site string, lo, hi int) (a, b int, err error) {
+//
+// reserved are ports other sites use outside this file (fixed --ports,
+// proxy addresses): a new pick avoids them too.
+func PickPorts(stateFile, site string, lo, hi int, reserved ...int) (a, b int, err error) {
 	if lo < 1 || hi > 65535 || lo > hi {
 		return 0, 0, fmt.Errorf("pick ports for %s: bad range %d-%d", site, lo, hi)
 	}
@@ -45,6 +48,9 @@ func PickPorts(stateFile, site string, lo, hi int) (a, b int, err error) {
 		return p[0], p[1], nil
 	}
 	taken := map[int]bool{}
+	for _, p := range reserved {
+		taken[p] = true
+	}
 	for name, p := range st.Sites {
 		if name != site {
 			taken[p[0]], taken[p[1]] = true, true

@@ -118,3 +118,17 @@ func TestPickPortsErrors(t *testing.T) {
 		t.Fatalf("a corrupt state file: %v, want an error naming it", err)
 	}
 }
+
+func TestPickPortsAvoidsReserved(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ports.json")
+	lo := portRange(t, 6)
+	a, b, err := PickPorts(file, "web", lo, lo+5, lo, lo+1, lo+2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{a, b} {
+		if p <= lo+2 {
+			t.Errorf("picked a reserved port %d (reserved %d-%d)", p, lo, lo+2)
+		}
+	}
+}
