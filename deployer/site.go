@@ -327,3 +327,27 @@ func RemoveSite(d Data, name string) error {
 	}
 	return SyncDir(d.SitesDir())
 }
+
+// AddrClashes lists, one line each, app sites that would use the same
+// address: one proxy address, or one fixed app port, for two sites.
+func AddrClashes(sites []Site) []string {
+	owner := map[string]string{}
+	var out []string
+	claim := func(addr, site string) {
+		if other, ok := owner[addr]; ok && other != site {
+			out = append(out, fmt.Sprintf("sites %s and %s both use %s", other, site, addr))
+			return
+		}
+		owner[addr] = site
+	}
+	for _, s := range sites {
+		if !s.IsApp() {
+			continue
+		}
+		claim(s.Proxy, s.Name)
+		for _, p := range s.Ports {
+			claim(fmt.Sprintf("127.0.0.1:%d", p), s.Name)
+		}
+	}
+	return out
+}

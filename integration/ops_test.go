@@ -169,7 +169,19 @@ func TestCheckAppAddressClash(t *testing.T) {
 	e := NewEnv(t)
 	proxy := "127.0.0.1:" + freePort(t)
 	e.MustEeveon("site", "add", "a", "--start", "true", "--proxy", proxy)
-	e.MustEeveon("site", "add", "b", "--start", "true", "--proxy", proxy)
+	if r := e.Eeveon("site", "add", "b", "--start", "true", "--proxy", proxy); r.Code == 0 || !strings.Contains(r.Stderr, "sites b and a both use "+proxy) {
+		t.Fatalf("site add on a taken proxy address: exit %d\n%s", r.Code, r.Out())
+	}
+	// A hand-edited site file gets past that; check finds it.
+	a, err := os.ReadFile(filepath.Join(e.Data, "sites.d", "a.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := strings.Replace(string(a), `name = "a"`, `name = "b"`, 1)
+	b = strings.Replace(b, filepath.Join(e.Data, "sites", "a"), filepath.Join(e.Data, "sites", "b"), 1)
+	if err := os.WriteFile(filepath.Join(e.Data, "sites.d", "b.toml"), []byte(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := e.Eeveon("check")
 	if r.Code == 0 || !strings.Contains(r.Stdout, "sites a and b both use "+proxy) {
 		t.Fatalf("two app sites on one proxy address: exit %d\n%s", r.Code, r.Stdout)

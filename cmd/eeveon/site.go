@@ -121,6 +121,9 @@ func siteAdd(args []string) int {
 	if err := poll.CheckSite(s); err != nil {
 		return fail(err)
 	}
+	if err := noClash(d, s); err != nil {
+		return fail(err)
+	}
 	s, err = deployer.SaveSite(d, s, true, exe())
 	if err != nil {
 		return fail(err)
@@ -169,6 +172,9 @@ func siteSet(args []string) int {
 		return fail(err)
 	}
 	if err := poll.CheckSite(s); err != nil {
+		return fail(err)
+	}
+	if err := noClash(d, s); err != nil {
 		return fail(err)
 	}
 	s, err := deployer.SaveSite(d, s, false, exe())
@@ -265,4 +271,20 @@ func siteRm(args []string) int {
 	fmt.Printf("removed site %s; its files stay on disk: %s (site), %s (repository), %s (deploy logs)\n",
 		s.Name, s.Path, d.Repo(s.Name), d.DeploysDir(s.Name))
 	return 0
+}
+
+// noClash refuses a site whose proxy address or fixed ports another app
+// site already uses.
+func noClash(d deployer.Data, s deployer.Site) error {
+	sites, _ := deployer.ListSites(d)
+	all := []deployer.Site{s}
+	for _, o := range sites {
+		if o.Name != s.Name {
+			all = append(all, o)
+		}
+	}
+	if clashes := deployer.AddrClashes(all); len(clashes) > 0 {
+		return fmt.Errorf("%s (give this site another --proxy or --ports)", clashes[0])
+	}
+	return nil
 }

@@ -258,25 +258,10 @@ func checkSites(r *report, d deployer.Data) {
 	}
 }
 
-// checkAppAddrs finds app sites that would fight over an address: the
-// same proxy address, or a fixed app port used twice.
+// checkAppAddrs finds app sites that would fight over an address.
 func checkAppAddrs(r *report, sites []deployer.Site) {
-	owner := map[string]string{}
-	claim := func(addr, site string) {
-		if other, ok := owner[addr]; ok && other != site {
-			r.add("app ports", Fail, fmt.Sprintf("sites %s and %s both use %s", other, site, addr), "give one of them another address: eeveon site set NAME --proxy ADDR or --ports A,B")
-			return
-		}
-		owner[addr] = site
-	}
-	for _, s := range sites {
-		if !s.IsApp() {
-			continue
-		}
-		claim(s.Proxy, s.Name)
-		for _, p := range s.Ports {
-			claim(fmt.Sprintf("127.0.0.1:%d", p), s.Name)
-		}
+	for _, clash := range deployer.AddrClashes(sites) {
+		r.add("app ports", Fail, clash, "give one of them another address: eeveon site set NAME --proxy ADDR or --ports A,B")
 	}
 }
 
