@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/charmbracelet/log"
@@ -112,6 +113,31 @@ type flight struct {
 
 type flightKey struct{}
 
+// ConnectPatience is how long a request waits for an app that refuses
+// connections (it crashed and its supervisor is starting it again) before
+// the proxy answers 502. A refused connection never reached the app, so
+// trying again is safe for every method.
+var ConnectPatience = 10 * time.Second
+
+// patientDial retries a refused connection every 50 ms for up to patience
+// or until the request ends.
+func patientDial(dial func(ctx context.Context, network, addr string) (net.Conn, error), patience time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		deadline := time.Now().Add(patience)
+		for {
+			c, err := dial(ctx, network, addr)
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+				return c, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
 // NewProxy makes a proxy with no backend. logger receives switches and
 // errors talking to the apps; nil discards them.
 func NewProxy(logger *log.Logger) *Proxy {
@@ -119,12 +145,10 @@ func NewProxy(logger *log.Logger) *Proxy {
 		logger = log.New(io.Discard)
 	}
 	p := &Proxy{log: logger, upgrades: map[*flight]struct{}{}}
+	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
 	p.transport = &http.Transport{
-		Proxy: nil, // never an HTTP_PROXY from the environment
-		DialContext: (&net.Dialer{
-			Timeout:   3 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:               nil, // never an HTTP_PROXY from the environment
+		DialContext:         patientDial(dialer.DialContext, ConnectPatience),
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
 		// Shorter than the keep-alive timeout of common app servers

@@ -401,3 +401,32 @@ func TestProxyShutdownClosesUpgradedConnections(t *testing.T) {
 		t.Fatal("the proxy still accepts connections after Shutdown")
 	}
 }
+
+// TestProxyWaitsForARestartingApp: while the live app's port refuses
+// connections (its supervisor is starting it again), a request waits for
+// it instead of failing with 502.
+func TestProxyWaitsForARestartingApp(t *testing.T) {
+	px, url := startProxy(t, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing listens: connections are refused
+	px.Switch(NewBackend("blue", port))
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "back") })}
+		t.Cleanup(func() { srv.Close() })
+		_ = srv.Serve(l)
+	}()
+	start := time.Now()
+	code, body := get(t, http.DefaultClient, url+"/")
+	if code != http.StatusOK || body != "back" {
+		t.Fatalf("got %d %q after %s, want 200 back", code, body, time.Since(start))
+	}
+}
