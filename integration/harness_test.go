@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // Env is one server with its data dir, keys and clients.
 type Env struct {
-	t    *testing.T
+	t    testing.TB
 	Dir  string // the test's temp dir
 	Data string // the data dir
 	Addr string // SSH address host:port
@@ -61,7 +61,7 @@ type Env struct {
 
 // NewEnv initialises a data dir and starts a server on a free port. The
 // server is stopped when the test ends.
-func NewEnv(t *testing.T) *Env {
+func NewEnv(t testing.TB) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &Env{t: t, Dir: dir, Data: filepath.Join(dir, "data"), keys: map[string]string{}}
@@ -78,7 +78,7 @@ func NewEnv(t *testing.T) *Env {
 	return e
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -186,7 +186,7 @@ type Result struct {
 // Out is stdout and stderr together.
 func (r Result) Out() string { return r.Stdout + r.Stderr }
 
-func run(t *testing.T, dir string, env []string, stdin string, name string, args ...string) Result {
+func run(t testing.TB, dir string, env []string, stdin string, name string, args ...string) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
