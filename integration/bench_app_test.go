@@ -103,7 +103,7 @@ func (r *bxRepo) next() error {
 
 // deploy pushes main to site and checks that the push put it live.
 func (r *bxRepo) deploy(srv *bnServer, site string) error {
-	res, _ := r.push(srv.gitEnv(), srv.url(site), "main")
+	res, _ := r.push(srv.gitEnv(), srv.URL(site), "main")
 	if want := "live: " + site + " " + r.head[:7] + " on "; res.Code != 0 || !strings.Contains(res.Stderr, want) {
 		return fmt.Errorf("push of %s to %s: exit %d, output lacks %q:\n%s", r.version, site, res.Code, want, res.Out())
 	}
@@ -210,7 +210,7 @@ func bxGet(url string) (int, string, error) {
 // server records for it.
 func bxLivePort(b *testing.B, srv *bnServer, site string) int {
 	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(srv.data, "state", "apps", site+".json"))
+	raw, err := os.ReadFile(filepath.Join(srv.Data, "state", "apps", site+".json"))
 	if err != nil {
 		b.Fatalf("live app state of %s: %v", site, err)
 	}
@@ -225,23 +225,20 @@ func bxLivePort(b *testing.B, srv *bnServer, site string) int {
 
 func BenchmarkAppProxy(b *testing.B) {
 	appBin := bxAppBinary(b)
-	dir := b.TempDir()
-	srv := bnNewServer(b, filepath.Join(dir, "eeveon"))
+	srv := bnNewServer(b)
+	dir := srv.Dir
 	// As newAppEnv: checks every 50ms and a short grace, so that a deploy
 	// takes a fraction of a second.
-	cfg := "[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
-		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n"
-	if err := os.WriteFile(filepath.Join(srv.data, "eeveon.toml"), []byte(cfg), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	srv.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
+		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n")
 	const site = "api"
-	proxy := "127.0.0.1:" + bnFreePort(b)
-	srv.eeveon("site", "add", site, "--start", "exec "+appBin, "--proxy", proxy,
-		"--ports", bnFreePort(b)+","+bnFreePort(b), "--health-path", "/up")
-	// Registered after bnNewServer's cleanup, so it runs first: stop the
+	proxy := "127.0.0.1:" + freePort(b)
+	srv.MustEeveon("site", "add", site, "--start", "exec "+appBin, "--proxy", proxy,
+		"--ports", freePort(b)+","+freePort(b), "--health-path", "/up")
+	// Registered after NewEnv's cleanup, so it runs first: stop the
 	// server (SIGTERM), then nothing of the run may be left.
 	b.Cleanup(func() {
-		srv.stop()
+		srv.Stop()
 		deadline := time.Now().Add(5 * time.Second)
 		for len(leftovers(dir)) > 0 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
@@ -250,7 +247,6 @@ func BenchmarkAppProxy(b *testing.B) {
 			b.Errorf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
 		}
 	})
-	srv.start()
 	repo := bxNewRepo(b, filepath.Join(dir, "client.git"))
 	if err := repo.deploy(srv, site); err != nil {
 		b.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -32,7 +33,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -48,9 +48,9 @@ var bnSizes = []struct {
 	{"large", 200, 1_000_000}, // ~200 MB
 }
 
-// bnRun runs a command and returns what it printed and its exit status; a
-// command that cannot start has code -1 and the error in Stderr. It never
-// fails the benchmark itself, so goroutines may call it.
+// bnRun is run for pushes: it never fails the benchmark itself, so
+// goroutines may call it (a command that cannot start has code -1 and the
+// error in Stderr), and it allows a large push 10 minutes.
 func bnRun(dir string, env []string, name string, args ...string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -60,44 +60,25 @@ func bnRun(dir string, env []string, name string, args ...string) Result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else {
-			stderr.WriteString(err.Error())
-		}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return Result{stdout.String(), stderr.String(), 0}
+	case errors.As(err, &ee):
+		return Result{stdout.String(), stderr.String(), ee.ExitCode()}
 	}
-	return Result{stdout.String(), stderr.String(), code}
+	return Result{stdout.String(), stderr.String() + err.Error(), -1}
 }
 
-// bnMust runs a command and fails the benchmark unless it exits 0.
+// bnMust runs a command and fails the benchmark unless it exits 0; it
+// returns the trimmed stdout.
 func bnMust(tb testing.TB, dir string, name string, args ...string) string {
 	tb.Helper()
-	r := bnRun(dir, nil, name, args...)
+	r := run(tb, dir, nil, "", name, args...)
 	if r.Code != 0 {
 		tb.Fatalf("%s %q: exit %d\n%s", name, args, r.Code, r.Out())
 	}
 	return strings.TrimSpace(r.Stdout)
-}
-
-func bnFreePort(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
-// bnNewKey makes an ed25519 key pair and returns the private key's path.
-func bnNewKey(tb testing.TB, path string) string {
-	tb.Helper()
-	bnMust(tb, filepath.Dir(path), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", filepath.Base(path)+"@bench", "-f", path)
-	return path
 }
 
 // bnMemKB reads a field of /proc/PID/status (VmRSS, VmHWM) in kB.
@@ -211,138 +192,40 @@ func (r *bnRepo) push(env []string, url, refspec string) (Result, time.Duration)
 	return res, time.Since(t0)
 }
 
-// bnServer is an `eeveon serve` on a free loopback port with its data dir
-// and one admin key.
+// bnServer is the harness's Env (a server on a free loopback port, started
+// and stopped with the benchmark) with one admin key.
 type bnServer struct {
-	tb                    testing.TB
-	dir, data, addr, port string
-	key, knownHosts       string
-	mu                    sync.Mutex
-	log                   bytes.Buffer
-	cmd                   *exec.Cmd
-	exited                chan struct{}
+	*Env
+	key string
 }
 
-// bnNewServer initialises a data dir under dir and registers an admin key;
-// start runs the server. It is stopped when the benchmark ends.
-func bnNewServer(tb testing.TB, dir string) *bnServer {
+func bnNewServer(tb testing.TB) *bnServer {
 	tb.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	s := &bnServer{tb: tb, dir: dir, data: filepath.Join(dir, "data"), port: bnFreePort(tb), knownHosts: filepath.Join(dir, "known_hosts")}
-	s.addr = "127.0.0.1:" + s.port
-	s.eeveon("init")
-	s.key = bnNewKey(tb, filepath.Join(dir, "key-admin"))
-	s.eeveon("keys", "add", "--user", "bench", "--role", "admin", s.key+".pub")
-	tb.Cleanup(func() {
-		s.stop()
-		if tb.Failed() {
-			tb.Logf("server log:\n%s", s.serverLog())
-		}
-	})
-	return s
-}
-
-func (s *bnServer) eeveon(args ...string) string {
-	s.tb.Helper()
-	return bnMust(s.tb, s.dir, bin, append(args, "--data", s.data)...)
-}
-
-func (s *bnServer) serverLog() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// start runs the server and waits until it accepts SSH connections and
-// its control socket is there.
-func (s *bnServer) start() {
-	s.tb.Helper()
-	cmd := exec.Command(bin, "serve", "--data", s.data, "--listen", s.addr)
-	w := &lockedWriter{mu: &s.mu, w: &s.log}
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		s.tb.Fatalf("start server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	s.cmd, s.exited = cmd, exited
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		if c, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			c.Close()
-			if _, err := os.Stat(filepath.Join(s.data, "eeveon.sock")); err == nil {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			s.tb.Fatalf("server exited at start:\n%s", s.serverLog())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	s.tb.Fatalf("server did not start in time:\n%s", s.serverLog())
-}
-
-// stop ends the server with SIGTERM (SIGKILL to its group after a minute).
-func (s *bnServer) stop() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(time.Minute):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
-	s.cmd = nil
+	e := NewEnv(tb)
+	return &bnServer{Env: e, key: e.AddKey("bench", "admin", "")}
 }
 
 // restart starts a fresh server process, so that its VmHWM covers only
 // what follows, and makes one connection (whoami) so that one-off costs of
 // the first session are not in the measurement.
 func (s *bnServer) restart() {
-	s.tb.Helper()
-	s.stop()
-	s.start()
-	if r := s.ssh("whoami"); r.Code != 0 {
-		s.tb.Fatalf("whoami: exit %d\n%s", r.Code, r.Out())
+	s.t.Helper()
+	s.Stop()
+	s.Start()
+	if r := s.SSH(s.key, "whoami"); r.Code != 0 {
+		s.t.Fatalf("whoami: exit %d\n%s", r.Code, r.Out())
 	}
 }
 
-func (s *bnServer) pid() int { return s.cmd.Process.Pid }
-
-func (s *bnServer) sshArgs() []string {
-	return []string{
-		"-F", "/dev/null", "-i", s.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-		"-o", "UserKnownHostsFile=" + s.knownHosts, "-o", "StrictHostKeyChecking=accept-new", "-o", "LogLevel=ERROR", "-p", s.port,
-	}
-}
-
-func (s *bnServer) ssh(command ...string) Result {
-	return bnRun(s.dir, nil, "ssh", append(append(s.sshArgs(), "deploy@127.0.0.1"), command...)...)
-}
-
-func (s *bnServer) gitEnv() []string {
-	return []string{"GIT_SSH_COMMAND=ssh " + strings.Join(s.sshArgs()[:len(s.sshArgs())-2], " ")}
-}
-
-func (s *bnServer) url(site string) string { return "ssh://deploy@" + s.addr + "/" + site }
-
-func (s *bnServer) sitePath(site string) string { return filepath.Join(s.data, "sites", site) }
-
-// addSite adds a site with no build and no health check.
-func (s *bnServer) addSite(site string) { s.eeveon("site", "add", site) }
+func (s *bnServer) gitEnv() []string { return []string{s.GitSSH(s.key)} }
 
 // removeSite removes a site and its files (site rm leaves them on disk).
 func (s *bnServer) removeSite(site string) {
-	s.tb.Helper()
-	s.eeveon("site", "rm", site)
-	for _, p := range []string{filepath.Join(s.data, "repos", site+".git"), s.sitePath(site), filepath.Join(s.data, "deploys", site)} {
+	s.t.Helper()
+	s.MustEeveon("site", "rm", site)
+	for _, p := range []string{filepath.Join(s.Data, "repos", site+".git"), s.SitePath(site), filepath.Join(s.Data, "deploys", site)} {
 		if err := os.RemoveAll(p); err != nil {
-			s.tb.Fatal(err)
+			s.t.Fatal(err)
 		}
 	}
 }
@@ -355,10 +238,10 @@ func (s *bnServer) checkLive(tb testing.TB, site, color string, repo *bnRepo, r 
 	if want := "live: " + site + " " + repo.head[:7] + " on " + color; r.Code != 0 || !strings.Contains(r.Stderr, want) {
 		tb.Fatalf("push to %s: exit %d, output lacks %q:\n%s", site, r.Code, want, r.Out())
 	}
-	if got, err := os.Readlink(filepath.Join(s.sitePath(site), "current")); err != nil || got != color {
-		tb.Fatalf("%s: current -> %q (%v), want %s", site, got, err, color)
+	if got := s.Live(site); got != color {
+		tb.Fatalf("%s: current -> %q, want %s", site, got, color)
 	}
-	got := bnMust(tb, s.dir, "git", "hash-object", filepath.Join(s.sitePath(site), "current", repo.probe))
+	got := bnMust(tb, s.Dir, "git", "hash-object", filepath.Join(s.SitePath(site), "current", repo.probe))
 	if got != repo.blob {
 		tb.Fatalf("%s: current/%s is blob %s, want %s of %s", site, repo.probe, got, repo.blob, repo.head[:7])
 	}
@@ -374,10 +257,12 @@ type bnOpenSSH struct {
 	pid             int
 }
 
-// bnStartOpenSSH starts sshd, or returns why it cannot (not installed, or
-// cannot run here): the caller skips its OpenSSH baselines with that.
-func bnStartOpenSSH(tb testing.TB, dir string) (*bnOpenSSH, string) {
+// bnStartOpenSSH starts sshd in a directory of e (whose NewKey makes its
+// keys), or returns why it cannot (not installed, or cannot run here): the
+// caller skips its OpenSSH baselines with that.
+func bnStartOpenSSH(tb testing.TB, e *Env) (*bnOpenSSH, string) {
 	tb.Helper()
+	dir := filepath.Join(e.Dir, "openssh")
 	sshdBin := "/usr/sbin/sshd"
 	if _, err := os.Stat(sshdBin); err != nil {
 		p, err := exec.LookPath("sshd")
@@ -393,10 +278,10 @@ func bnStartOpenSSH(tb testing.TB, dir string) (*bnOpenSSH, string) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	o := &bnOpenSSH{port: bnFreePort(tb), user: u.Username, dir: dir,
+	o := &bnOpenSSH{port: freePort(tb), user: u.Username, dir: dir,
 		authorizedKeys: filepath.Join(dir, "authorized_keys"), knownHosts: filepath.Join(dir, "known_hosts")}
-	bnNewKey(tb, filepath.Join(dir, "host_key"))
-	o.key = bnNewKey(tb, filepath.Join(dir, "key-plain"))
+	hostKey := e.NewKey("openssh-host")
+	o.key = e.NewKey("openssh-plain")
 	pub, err := os.ReadFile(o.key + ".pub")
 	if err != nil {
 		tb.Fatal(err)
@@ -408,7 +293,7 @@ func bnStartOpenSSH(tb testing.TB, dir string) (*bnOpenSSH, string) {
 		_ = os.MkdirAll("/run/sshd", 0o755) // privilege separation directory
 	}
 	cfg := strings.Join([]string{
-		"Port " + o.port, "ListenAddress 127.0.0.1", "HostKey " + filepath.Join(dir, "host_key"),
+		"Port " + o.port, "ListenAddress 127.0.0.1", "HostKey " + hostKey,
 		"PidFile " + filepath.Join(dir, "sshd.pid"), "AuthorizedKeysFile " + o.authorizedKeys,
 		"StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
 		"PermitRootLogin prohibit-password", "UsePAM no", "LogLevel ERROR", "AcceptEnv GIT_PROTOCOL",
@@ -506,9 +391,8 @@ func (o *bnOpenSSH) pushPlain(repo *bnRepo, path string) (time.Duration, error) 
 // (a fresh server process for each push).
 func BenchmarkPush(b *testing.B) {
 	dir := b.TempDir()
-	srv := bnNewServer(b, filepath.Join(dir, "eeveon"))
-	srv.start()
-	ossh, why := bnStartOpenSSH(b, filepath.Join(dir, "openssh"))
+	srv := bnNewServer(b)
+	ossh, why := bnStartOpenSSH(b, srv.Env)
 	for _, size := range bnSizes {
 		b.Run(size.name, func(b *testing.B) {
 			repo := bnMakeRepo(b, filepath.Join(dir, "client-"+size.name+".git"), size.files, size.avg)
@@ -548,16 +432,16 @@ func bnPushEmbedded(b *testing.B, srv *bnServer, repo *bnRepo, prefix string, li
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		site := fmt.Sprintf("%s-%d", prefix, i)
-		srv.addSite(site)
+		srv.MustEeveon("site", "add", site)
 		srv.restart()
 		refspec := "main:refs/heads/bench"
 		if live {
 			refspec = "main"
 		}
 		b.StartTimer()
-		r, d := repo.push(srv.gitEnv(), srv.url(site), refspec)
+		r, d := repo.push(srv.gitEnv(), srv.URL(site), refspec)
 		b.StopTimer()
-		peak = append(peak, bnMemKB(b, srv.pid(), "VmHWM")/1024)
+		peak = append(peak, bnMemKB(b, srv.PID(), "VmHWM")/1024)
 		took = append(took, bnMs(d))
 		if live {
 			srv.checkLive(b, site, "blue", repo, r)
@@ -565,11 +449,11 @@ func bnPushEmbedded(b *testing.B, srv *bnServer, repo *bnRepo, prefix string, li
 			if r.Code != 0 || !strings.Contains(r.Stderr, "stored bench; only main deploys "+site) {
 				b.Fatalf("push to %s: exit %d\n%s", site, r.Code, r.Out())
 			}
-			stored := bnMust(b, srv.dir, "git", "--git-dir", filepath.Join(srv.data, "repos", site+".git"), "rev-parse", "refs/heads/bench")
+			stored := bnMust(b, srv.Dir, "git", "--git-dir", filepath.Join(srv.Data, "repos", site+".git"), "rev-parse", "refs/heads/bench")
 			if stored != repo.head {
 				b.Fatalf("%s: branch bench is %s, want %s", site, stored, repo.head)
 			}
-			if _, err := os.Lstat(filepath.Join(srv.sitePath(site), "current")); err == nil {
+			if _, err := os.Lstat(filepath.Join(srv.SitePath(site), "current")); err == nil {
 				b.Fatalf("%s: a branch that does not deploy made current", site)
 			}
 		}
@@ -587,9 +471,8 @@ func bnPushEmbedded(b *testing.B, srv *bnServer, repo *bnRepo, prefix string, li
 // change through OpenSSH + git receive-pack, with nothing deployed.
 func BenchmarkPushToLive(b *testing.B) {
 	dir := b.TempDir()
-	srv := bnNewServer(b, filepath.Join(dir, "eeveon"))
-	srv.start()
-	ossh, why := bnStartOpenSSH(b, filepath.Join(dir, "openssh"))
+	srv := bnNewServer(b)
+	ossh, why := bnStartOpenSSH(b, srv.Env)
 	for _, size := range bnSizes[:2] {
 		b.Run(size.name, func(b *testing.B) {
 			b.Run("openssh-git", func(b *testing.B) {
@@ -620,8 +503,8 @@ func BenchmarkPushToLive(b *testing.B) {
 			b.Run("embedded-live", func(b *testing.B) {
 				repo := bnMakeRepo(b, filepath.Join(b.TempDir(), "client.git"), size.files, size.avg)
 				site := "tolive-" + size.name
-				srv.addSite(site)
-				r, _ := repo.push(srv.gitEnv(), srv.url(site), "main")
+				srv.MustEeveon("site", "add", site)
+				r, _ := repo.push(srv.gitEnv(), srv.URL(site), "main")
 				srv.checkLive(b, site, "blue", repo, r)
 				color := "blue"
 				var took []float64
@@ -630,7 +513,7 @@ func BenchmarkPushToLive(b *testing.B) {
 					repo.change(b)
 					color = bnOtherColor(color)
 					b.StartTimer()
-					r, d := repo.push(srv.gitEnv(), srv.url(site), "main")
+					r, d := repo.push(srv.gitEnv(), srv.URL(site), "main")
 					b.StopTimer()
 					srv.checkLive(b, site, color, repo, r)
 					took = append(took, bnMs(d))
@@ -657,15 +540,13 @@ const bnCallsPerOp = 10
 // `ssh … status` against the embedded server and through OpenSSH with the
 // forced command, next to `ssh … true` as a plain OpenSSH login.
 func BenchmarkSSHRoundTrip(b *testing.B) {
-	dir := b.TempDir()
-	srv := bnNewServer(b, filepath.Join(dir, "eeveon"))
-	srv.addSite("hello")
-	srv.start()
-	ossh, why := bnStartOpenSSH(b, filepath.Join(dir, "openssh"))
+	srv := bnNewServer(b)
+	srv.MustEeveon("site", "add", "hello")
+	ossh, why := bnStartOpenSSH(b, srv.Env)
 	var forced string
 	if ossh != nil {
-		forced = bnNewKey(b, filepath.Join(dir, "key-forced"))
-		srv.eeveon("keys", "add", "--openssh", "--authorized-keys", ossh.authorizedKeys, "--user", "forced", "--role", "admin", forced+".pub")
+		forced = srv.NewKey("forced")
+		srv.MustEeveon("keys", "add", "--openssh", "--authorized-keys", ossh.authorizedKeys, "--user", "forced", "--role", "admin", forced+".pub")
 	}
 	isStatus := func(r Result) bool { return r.Code == 0 && strings.HasPrefix(r.Stdout, "hello\n") }
 	variants := []struct {
@@ -675,7 +556,7 @@ func BenchmarkSSHRoundTrip(b *testing.B) {
 		ok      func(Result) bool
 	}{
 		{"openssh-true", true, func() Result { return ossh.ssh(ossh.key, "true") }, func(r Result) bool { return r.Code == 0 && r.Out() == "" }},
-		{"embedded-status", false, func() Result { return srv.ssh("status") }, isStatus},
+		{"embedded-status", false, func() Result { return srv.SSH(srv.key, "status") }, isStatus},
 		{"openssh-eeveon-status", true, func() Result { return ossh.ssh(forced, "status") }, isStatus},
 	}
 	for _, v := range variants {
@@ -714,8 +595,8 @@ const bnConcurrent = 10
 // The peak during the large push is BenchmarkPush/large/embedded-*.
 func BenchmarkServerRSS(b *testing.B) {
 	dir := b.TempDir()
-	srv := bnNewServer(b, filepath.Join(dir, "eeveon"))
-	ossh, why := bnStartOpenSSH(b, filepath.Join(dir, "openssh"))
+	srv := bnNewServer(b)
+	ossh, why := bnStartOpenSSH(b, srv.Env)
 	b.Run("idle", func(b *testing.B) {
 		b.Run("openssh-sshd", func(b *testing.B) {
 			if ossh == nil {
@@ -731,10 +612,10 @@ func BenchmarkServerRSS(b *testing.B) {
 			var rss []float64
 			for b.Loop() {
 				b.StopTimer()
-				srv.stop()
-				srv.start()
+				srv.Stop()
+				srv.Start()
 				time.Sleep(500 * time.Millisecond) // let start-up settle
-				rss = append(rss, bnMemKB(b, srv.pid(), "VmRSS")/1024)
+				rss = append(rss, bnMemKB(b, srv.PID(), "VmRSS")/1024)
 				b.StartTimer()
 			}
 			b.ReportMetric(bnMedian(rss), "RSS-MB")
@@ -786,7 +667,7 @@ func BenchmarkServerRSS(b *testing.B) {
 				sites := make([]string, bnConcurrent)
 				for j := range sites {
 					sites[j] = fmt.Sprintf("x10-%d-%d", i, j)
-					srv.addSite(sites[j])
+					srv.MustEeveon("site", "add", sites[j])
 				}
 				srv.restart()
 				results := make([]Result, bnConcurrent)
@@ -794,12 +675,12 @@ func BenchmarkServerRSS(b *testing.B) {
 				b.StartTimer()
 				t0 := time.Now()
 				for j, site := range sites {
-					wg.Go(func() { results[j], _ = repo.push(srv.gitEnv(), srv.url(site), "main") })
+					wg.Go(func() { results[j], _ = repo.push(srv.gitEnv(), srv.URL(site), "main") })
 				}
 				wg.Wait()
 				d := time.Since(t0)
 				b.StopTimer()
-				peak = append(peak, bnMemKB(b, srv.pid(), "VmHWM")/1024)
+				peak = append(peak, bnMemKB(b, srv.PID(), "VmHWM")/1024)
 				took = append(took, bnMs(d))
 				for j, site := range sites {
 					srv.checkLive(b, site, "blue", repo, results[j])

@@ -359,3 +359,13 @@ func (e *Env) ReadSite(site, name string) string {
 	}
 	return string(b)
 }
+
+// PID is the process id of the running server (0 when it is stopped).
+func (e *Env) PID() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server == nil {
+		return 0
+	}
+	return e.server.Process.Pid
+}
