@@ -24,7 +24,7 @@ var (
 	appBinErr  error
 )
 
-func testAppBinary(t *testing.T) string {
+func testAppBinary(t testing.TB) string {
 	t.Helper()
 	appBinOnce.Do(func() {
 		out := filepath.Join(filepath.Dir(bin), "testapp")
@@ -46,13 +46,8 @@ func testAppBinary(t *testing.T) string {
 func newAppEnv(t *testing.T) *Env {
 	t.Helper()
 	e := NewEnv(t)
-	e.Stop()
-	cfg := "[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
-		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n"
-	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.Start()
+	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
+		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n")
 	return e
 }
 

@@ -40,25 +40,6 @@ const (
 	bxDeployEvery = 750 * time.Millisecond
 )
 
-// bxAppBinary builds testdata/app once per test binary (shared with
-// testAppBinary, which only takes a *testing.T).
-func bxAppBinary(tb testing.TB) string {
-	tb.Helper()
-	appBinOnce.Do(func() {
-		out := filepath.Join(filepath.Dir(bin), "testapp")
-		b, err := exec.Command("go", "build", "-o", out, "./testdata/app").CombinedOutput()
-		if err != nil {
-			appBinErr = fmt.Errorf("build testdata/app: %v\n%s", err, b)
-			return
-		}
-		appBin = out
-	})
-	if appBinErr != nil {
-		tb.Fatal(appBinErr)
-	}
-	return appBin
-}
-
 // bxRepo is a bare client repository whose commits hold only VERSION.
 type bxRepo struct {
 	bnRepo
@@ -224,7 +205,7 @@ func bxLivePort(b *testing.B, srv *bnServer, site string) int {
 }
 
 func BenchmarkAppProxy(b *testing.B) {
-	appBin := bxAppBinary(b)
+	appBin := testAppBinary(b)
 	srv := bnNewServer(b)
 	dir := srv.Dir
 	// As newAppEnv: checks every 50ms and a short grace, so that a deploy

@@ -80,17 +80,6 @@ func (e *Env) lastDeploy(site string) deployRec {
 	return h[len(h)-1]
 }
 
-// restartWithConfig replaces <data>/eeveon.toml with content and restarts the
-// server so that it reads it.
-func (e *Env) restartWithConfig(content string) {
-	e.t.Helper()
-	e.Stop()
-	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(content), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	e.Start()
-}
-
 // shortHealthConfig is a config whose health checks give up after 2 s.
 const shortHealthConfig = "[deploy]\nhealth_timeout = \"2s\"\nhealth_interval = \"100ms\"\n"
 

@@ -197,7 +197,7 @@ func TestExampleAppDeploysAndServes(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	// A failing health check is given 2s, not the default minute.
-	e.hdRestartWith("[deploy]\nhealth_timeout = \"2s\"\n")
+	e.restartWithConfig("[deploy]\nhealth_timeout = \"2s\"\n")
 	admin := e.AddKey("alice", "admin", "")
 	e.MustEeveon("site", "add", "app", "--build", "./build.sh", "--health-cmd", "./health.sh")
 	files := exampleFiles(t, "app")

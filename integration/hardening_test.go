@@ -22,17 +22,6 @@ import (
 // keys authenticate; the command line is never a shell's; and the limits
 // (command length, failed logins, sessions) hold.
 
-// hdRestartWith stops the server, replaces <data>/eeveon.toml with config
-// and starts the server again.
-func (e *Env) hdRestartWith(config string) {
-	e.t.Helper()
-	e.Stop()
-	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(config), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	e.Start()
-}
-
 // hdOutput collects a background command's output; safe to read while
 // the command writes.
 type hdOutput struct {
@@ -412,7 +401,7 @@ func TestHardenAuthRateLimit(t *testing.T) {
 	e := NewEnv(t)
 	admin := e.AddKey("alice", "admin", "")
 	stranger := e.NewKey("mallory")
-	e.hdRestartWith("[ssh]\nauth_failures_per_minute = 3\n")
+	e.restartWithConfig("[ssh]\nauth_failures_per_minute = 3\n")
 
 	if r := e.SSH(admin, "whoami"); r.Code != 0 {
 		t.Fatalf("valid login before any failure: exit %d\n%s", r.Code, r.Out())
@@ -448,7 +437,7 @@ func TestHardenAuthRateLimitCountsOnlyLogins(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	admin := e.AddKey("alice", "admin", "")
-	e.hdRestartWith("[ssh]\nauth_failures_per_minute = 3\n")
+	e.restartWithConfig("[ssh]\nauth_failures_per_minute = 3\n")
 	for i := 0; i < 3; i++ {
 		c, err := net.DialTimeout("tcp", e.Addr, 5*time.Second)
 		if err != nil {
@@ -468,7 +457,7 @@ func TestHardenMaxSessions(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	admin := e.AddKey("alice", "admin", "")
-	e.hdRestartWith("[ssh]\nmax_sessions = 1\n")
+	e.restartWithConfig("[ssh]\nmax_sessions = 1\n")
 	e.MustEeveon("site", "add", "slow", "--build", "./build.sh", "--health-cmd", "test -s public/index.html")
 	started := filepath.Join(e.Dir, "build-started")
 	repo := e.NewRepo("slow", map[string]string{"build.sh": "#!/bin/sh\nset -e\ntouch " + started +

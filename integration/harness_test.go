@@ -369,3 +369,14 @@ func (e *Env) PID() int {
 	}
 	return e.server.Process.Pid
 }
+
+// restartWithConfig stops the server, replaces eeveon.toml with content
+// and starts it again.
+func (e *Env) restartWithConfig(content string) {
+	e.t.Helper()
+	e.Stop()
+	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(content), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	e.Start()
+}

@@ -76,16 +76,6 @@ func ntEvent(event, site string) func(map[string]any) bool {
 	return func(d map[string]any) bool { return d["event"] == event && d["site"] == site }
 }
 
-// ntRestartWith stops the server, writes <data>/eeveon.toml and starts it.
-func (e *Env) ntRestartWith(config string) {
-	e.t.Helper()
-	e.Stop()
-	if err := os.WriteFile(filepath.Join(e.Data, "eeveon.toml"), []byte(config), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	e.Start()
-}
-
 // ntHTTP configures the approval link listener on a free port and returns
 // the base URL links must start with.
 func ntHTTP(t *testing.T) (string, string) {
@@ -153,7 +143,7 @@ func TestNotifyWebhookPayloads(t *testing.T) {
 	e := NewEnv(t)
 	rcv := ntNewReceiver(t)
 	httpConf, base := ntHTTP(t)
-	e.ntRestartWith(httpConf + `
+	e.restartWithConfig(httpConf + `
 [[notify]]
 url = "` + rcv.URL + `/generic"
 approver = "alice"
@@ -234,7 +224,7 @@ func TestNotifyApprovalLink(t *testing.T) {
 	e := NewEnv(t)
 	rcv := ntNewReceiver(t)
 	httpConf, base := ntHTTP(t)
-	e.ntRestartWith(httpConf + `
+	e.restartWithConfig(httpConf + `
 [[notify]]
 url = "` + rcv.URL + `/hook"
 events = ["pending_approval"]
@@ -345,7 +335,7 @@ func TestNotifyLinkExpired(t *testing.T) {
 	e := NewEnv(t)
 	rcv := ntNewReceiver(t)
 	httpConf, _ := ntHTTP(t)
-	e.ntRestartWith(httpConf + `
+	e.restartWithConfig(httpConf + `
 [[notify]]
 url = "` + rcv.URL + `/hook"
 approver = "alice"
@@ -392,7 +382,7 @@ func TestNotifyWebhookHangingDoesNotDelayPush(t *testing.T) {
 	}))
 	t.Cleanup(func() { close(release); hang.Close() })
 	rcv := ntNewReceiver(t)
-	e.ntRestartWith(`
+	e.restartWithConfig(`
 [[notify]]
 url = "` + hang.URL + `/hang"
 timeout = "30s"

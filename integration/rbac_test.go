@@ -384,7 +384,7 @@ func TestPermDeployerBuildCannotEscalate(t *testing.T) {
 	if err := os.Chmod(srv, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e.hdRestartWith("[deploy]\nrun_as = \"nobody\"\n")
+	e.restartWithConfig("[deploy]\nrun_as = \"nobody\"\n")
 	admin := e.AddKey("alice", "admin", "")
 	bob := e.AddKey("bob", "deployer", "web")
 	e.MustEeveon("site", "add", "web", "--path", filepath.Join(srv, "web"), "--build", "./build.sh", "--health-cmd", "test -s public/index.html")
