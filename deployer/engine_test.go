@@ -808,16 +808,7 @@ func TestShutdownInterruptsDeploy(t *testing.T) {
 
 func TestShutdownWaitsForDeploy(t *testing.T) {
 	e := testEngine(t)
-	started := filepath.Join(t.TempDir(), "started")
-	site := addSite(t, e, Site{Name: "hello", Build: "touch " + ShellQuote(started) + "; sleep 0.3"})
-	w := newWorktree(t, e, "hello")
-	w.commit(map[string]string{"index.html": "v1"})
-	done := make(chan Record, 1)
-	go func() {
-		r, _ := e.Deploy(context.Background(), Request{Site: "hello"}, io.Discard)
-		done <- r
-	}()
-	waitFile(t, started)
+	site, done := deployInBackground(t, e, "0.3")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e.Shutdown(ctx)
@@ -898,16 +889,7 @@ func TestConcurrentDeploysDoNotOverlap(t *testing.T) {
 // leaves the running one alone.
 func TestDeployGivesUpWaitingForLock(t *testing.T) {
 	e := testEngine(t)
-	started := filepath.Join(t.TempDir(), "started")
-	site := addSite(t, e, Site{Name: "hello", Build: "touch " + ShellQuote(started) + "; sleep 0.5"})
-	w := newWorktree(t, e, "hello")
-	w.commit(map[string]string{"index.html": "v1"})
-	first := make(chan Record, 1)
-	go func() {
-		r, _ := e.Deploy(context.Background(), Request{Site: "hello"}, io.Discard)
-		first <- r
-	}()
-	waitFile(t, started)
+	site, first := deployInBackground(t, e, "0.5")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var out bytes.Buffer
@@ -998,4 +980,22 @@ func TestListRecordsSkipsForeignFiles(t *testing.T) {
 	if _, err := LoadRecord(d, "hello", "../../eeveon"); !errors.Is(err, names.ErrInvalid) {
 		t.Errorf("LoadRecord of a bad id = %v, want names.ErrInvalid", err)
 	}
+}
+
+// deployInBackground starts a deploy of site hello whose build sleeps for
+// sleep seconds, and returns once the build runs; the channel receives the
+// deploy's record when it ends.
+func deployInBackground(t *testing.T, e *Engine, sleep string) (Site, <-chan Record) {
+	t.Helper()
+	started := filepath.Join(t.TempDir(), "started")
+	site := addSite(t, e, Site{Name: "hello", Build: "touch " + ShellQuote(started) + "; sleep " + sleep})
+	w := newWorktree(t, e, "hello")
+	w.commit(map[string]string{"index.html": "v1"})
+	done := make(chan Record, 1)
+	go func() {
+		r, _ := e.Deploy(context.Background(), Request{Site: "hello"}, io.Discard)
+		done <- r
+	}()
+	waitFile(t, started)
+	return site, done
 }
