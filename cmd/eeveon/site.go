@@ -115,16 +115,7 @@ func siteAdd(args []string) int {
 		return fail(err)
 	}
 	s.Name = pos[0]
-	if err := s.Validate(d); err != nil {
-		return fail(err)
-	}
-	if err := poll.CheckSite(s); err != nil {
-		return fail(err)
-	}
-	if err := noClash(d, s); err != nil {
-		return fail(err)
-	}
-	s, err = deployer.SaveSite(d, s, true, exe())
+	s, err = saveSite(d, s, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -168,16 +159,7 @@ func siteSet(args []string) int {
 	if s.Start == "" && s.Proxy == "" {
 		s.Ports, s.HealthPath = nil, ""
 	}
-	if err := s.Validate(d); err != nil {
-		return fail(err)
-	}
-	if err := poll.CheckSite(s); err != nil {
-		return fail(err)
-	}
-	if err := noClash(d, s); err != nil {
-		return fail(err)
-	}
-	s, err := deployer.SaveSite(d, s, false, exe())
+	s, err := saveSite(d, s, false)
 	if err != nil {
 		return fail(err)
 	}
@@ -271,6 +253,21 @@ func siteRm(args []string) int {
 	fmt.Printf("removed site %s; its files stay on disk: %s (site), %s (repository), %s (deploy logs)\n",
 		s.Name, s.Path, d.Repo(s.Name), d.DeploysDir(s.Name))
 	return 0
+}
+
+// saveSite checks what a site file alone cannot (its poll credentials,
+// addresses other app sites use) and writes the site.
+func saveSite(d deployer.Data, s deployer.Site, create bool) (deployer.Site, error) {
+	if err := s.Validate(d); err != nil {
+		return s, err
+	}
+	if err := poll.CheckSite(s); err != nil {
+		return s, err
+	}
+	if err := noClash(d, s); err != nil {
+		return s, err
+	}
+	return deployer.SaveSite(d, s, create, exe())
 }
 
 // noClash refuses a site whose proxy address or fixed ports another app
