@@ -400,16 +400,17 @@ func TestAppSiteRemoved(t *testing.T) {
 		t.Fatalf("proxy answers %d before site rm", code)
 	}
 	e.MustEeveon("site", "rm", "api")
-	pollUntil(t, 10*time.Second, "the app and its proxy to stop", func() bool {
+	pollUntil(t, 10*time.Second, "the app and its proxy to stop and its ports to be given back", func() bool {
 		c, err := net.DialTimeout("tcp", proxy, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return false
 		}
-		return len(leftovers(e.SitePath("api"))) == 0 // the server runs on; the app's cwd is its colour
+		if len(leftovers(e.SitePath("api"))) > 0 { // the server runs on; the app's cwd is its colour
+			return false
+		}
+		// The ports are given back last.
+		ports, _ := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
+		return !strings.Contains(string(ports), `"api"`)
 	})
-	ports, _ := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
-	if strings.Contains(string(ports), `"api"`) {
-		t.Errorf("the removed site still holds its ports: %s", ports)
-	}
 }
