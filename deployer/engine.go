@@ -45,9 +45,10 @@ type Request struct {
 	Trigger     string // push, cli, ssh, poll, rollback
 	User        string
 	Fingerprint string
-	// FromPush marks a deploy started by a push: if the branch moved on
-	// before this deploy got the site lock, it is superseded by the newer
-	// push instead of deploying an old commit over a newer one.
+	// FromPush marks a deploy started by a push (or the poller): if a
+	// newer one for the site arrived before this deploy got the site lock,
+	// it is superseded by the newer one instead of deploying an old
+	// commit over a newer one.
 	FromPush bool
 }
 
@@ -61,6 +62,10 @@ type Engine struct {
 	locks   map[string]chan struct{}
 	running map[string]Record
 	pending map[string]Record // deploys waiting for approval, by site
+	// newest is the newest deploy started by a push or the poller, by
+	// site, while it waits or runs: an older one still waiting is
+	// superseded by it.
+	newest  map[string]Record
 	closing bool
 	wg      sync.WaitGroup
 
@@ -88,7 +93,7 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	return &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		pending: map[string]Record{}, apps: map[string]*appSite{},
+		pending: map[string]Record{}, newest: map[string]Record{}, apps: map[string]*appSite{},
 		hard: hard, hardCancel: cancel,
 	}
 }
@@ -295,6 +300,18 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 		return *r, err
 	}
 	j.l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
+	if req.FromPush {
+		e.mu.Lock()
+		e.newest[site.Name] = *r
+		e.mu.Unlock()
+		defer func() {
+			e.mu.Lock()
+			if n, ok := e.newest[site.Name]; ok && n.ID == r.ID {
+				delete(e.newest, site.Name)
+			}
+			e.mu.Unlock()
+		}()
+	}
 
 	// Waiting for the lock may be abandoned by the client or a shutdown.
 	lockCtx, stop := context.WithCancel(ctx)
@@ -336,20 +353,25 @@ func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (f
 
 var errSuperseded = errors.New("superseded")
 
-// fail ends the job with state and reason and returns the reason as error.
+// fail ends the job with state and reason and returns the outcome as a
+// *DeployError wrapping cause (which may be nil).
 func (e *Engine) fail(j *job, state, why string) error {
+	return e.failStep(j, "", state, why, nil)
+}
+
+func (e *Engine) failStep(j *job, step, state, why string, cause error) error {
 	why = j.mask(why)
 	e.finish(j, state, why)
-	return errors.New(why)
+	return &DeployError{ID: j.r.ID, Step: step, State: state, msg: why, Err: cause}
 }
 
 // failed ends the job after a step failed: interrupted when the server is
 // stopping, failed otherwise.
 func (e *Engine) failed(j *job, step string, err error) error {
 	if e.hard.Err() != nil {
-		return e.fail(j, StateInterrupted, step+": interrupted by server shutdown")
+		return e.failStep(j, step, StateInterrupted, step+": interrupted by server shutdown", err)
 	}
-	return e.fail(j, StateFailed, step+": "+err.Error())
+	return e.failStep(j, step, StateFailed, step+": "+err.Error(), err)
 }
 
 func (e *Engine) phase(j *job, phase string) {
@@ -363,9 +385,11 @@ func (e *Engine) phase(j *job, phase string) {
 func (e *Engine) pipeline(j *job, fromPush bool) error {
 	ctx, site, r, p := e.hard, j.site, j.r, j.p
 	if fromPush {
-		tip, err := ResolveCommit(ctx, e.data, site.Name, site.Ref())
-		if err == nil && tip != r.Commit {
-			why := fmt.Sprintf("%s moved to %s after this push; the newer push deploys it", site.Branch, ShortCommit(tip))
+		e.mu.Lock()
+		newer, ok := e.newest[site.Name]
+		e.mu.Unlock()
+		if ok && newer.ID != r.ID {
+			why := fmt.Sprintf("deploy %s (%s) arrived after this one and deploys in its place", newer.ID, newer.Short())
 			e.finish(j, StateSuperseded, why)
 			return errSuperseded
 		}
@@ -441,7 +465,11 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 		}
 		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
 	}
-	if site.Approval && !j.approved && r.Trigger != TriggerRollback && r.Trigger != TriggerRollbackTo {
+	// Approval is a property of what goes live, not of the path that asks
+	// for it: everything but the instant rollback waits for it (rollback
+	// --to builds a commit anew, like any deploy). The instant rollback
+	// swaps back to a release that was approved when it went live.
+	if site.Approval && !j.approved && r.Trigger != TriggerRollback {
 		if inst != nil {
 			// The app keeps running until the decision.
 			e.holdForApproval(site.Name, inst)
@@ -596,11 +624,18 @@ func RollbackTarget(site Site) (Record, error) {
 func (e *Engine) instantRollback(j *job) error {
 	prev, err := RollbackTarget(j.site)
 	if err != nil {
-		return e.fail(j, StateFailed, err.Error())
+		return e.failStep(j, "rollback", StateFailed, err.Error(), err)
 	}
 	r := j.r
 	r.Commit, r.Ref, r.Color, r.PrevColor, r.Strategy = prev.Commit, prev.Ref, prev.Color, otherColor(prev.Color), BlueGreen
 	j.p.step("rollback of %s: back to %s %s (deploy %s), by %s", j.site.Name, r.Color, r.Short(), prev.ID, firstNonEmpty(r.User, "unknown"))
+	if j.site.Approval {
+		r.Note = fmt.Sprintf("no new approval: %s holds deploy %s, which went live before", r.Color, prev.ID)
+		if prev.ApprovedBy != "" {
+			r.Note += " (approved by " + prev.ApprovedBy + ")"
+		}
+		j.p.step("%s", r.Note)
+	}
 	dir := filepath.Join(j.site.Path, r.Color)
 	pr, err := e.userEnv(j, dir)
 	if err != nil {
@@ -648,6 +683,10 @@ func (e *Engine) finish(j *job, state, why string) {
 	}
 	switch state {
 	case StateLive:
+		if err := e.moveBranch(site, r); err != nil {
+			l.Warn("move the branch to the live commit", "err", err)
+			p.step("warning: %s stays where it was on the server (%v); the deploy is live", site.Branch, err)
+		}
 		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
 		p.step("deploy %s finished in %s", r.ID, r.Duration())
 	case StateSuperseded:

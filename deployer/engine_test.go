@@ -601,40 +601,71 @@ func TestDeployInPlace(t *testing.T) {
 	}
 }
 
+// TestDeploySupersededPush: a push still waiting for the site lock when a
+// newer push arrives is superseded by it, whichever gets the lock first;
+// the newer one deploys.
 func TestDeploySupersededPush(t *testing.T) {
 	e := testEngine(t)
-	site := addSite(t, e, Site{Name: "hello"})
+	site, first := deployInBackground(t, e, "0.3")
 	w := newWorktree(t, e, "hello")
-	w.commit(map[string]string{"index.html": "v1"})
-	mustDeploy(t, e, Request{})
-	before := snapshot(t, site.Path)
-	delete(before, historyFile)
+	old := w.commitOnly(map[string]string{"index.html": "v2"})
+	tip := w.commitOnly(map[string]string{"index.html": "v3"})
+	gitOut(t, w.dir, "push", "-q", "-f", "origin", "HEAD:refs/heads/main")
 
-	old := w.commit(map[string]string{"index.html": "v2"})
-	w.commit(map[string]string{"index.html": "v3"})
-	r, out, err := deploy(t, e, Request{Commit: old, FromPush: true, Trigger: "push"})
-	if err != nil {
-		t.Fatalf("superseded deploy returned %v\n%s", err, out)
+	type result struct {
+		r   Record
+		out string
+		err error
 	}
-	if r.State != StateSuperseded || r.Commit != old {
-		t.Errorf("deploy of an old push = %+v", r)
+	older := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		r, err := e.Deploy(context.Background(), Request{Site: "hello", Commit: old, FromPush: true, Trigger: "push"}, &out)
+		older <- result{r, out.String(), err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(queuedRecords(t, e, "hello"), "queued") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the older push never waited for the site lock")
+		}
 	}
-	if !strings.Contains(out, "superseded") {
-		t.Errorf("client not told:\n%s", out)
+	newer := mustDeploy(t, e, Request{Commit: tip, FromPush: true, Trigger: "push"})
+	o := <-older
+	<-first
+	if o.err != nil {
+		t.Fatalf("superseded deploy returned %v\n%s", o.err, o.out)
 	}
-	after := snapshot(t, site.Path)
-	delete(after, historyFile)
-	sameSnapshot(t, "site path", before, after)
-	if h := historyLines(t, site); len(h) != 2 || h[1]["state"] != StateSuperseded {
-		t.Errorf("history = %v", h)
+	if o.r.State != StateSuperseded || o.r.Commit != old {
+		t.Errorf("deploy of the older push = %+v", o.r)
 	}
+	if want := "superseded: deploy " + newer.ID + " (" + newer.Short() + ") arrived after this one"; !strings.Contains(o.out, want) {
+		t.Errorf("client not told %q:\n%s", want, o.out)
+	}
+	if newer.State != StateLive || readFile(t, filepath.Join(site.Path, "current", "index.html")) != "v3" {
+		t.Errorf("deploy of the newer push = %+v", newer)
+	}
+	states := map[string]any{}
+	for _, h := range historyLines(t, site) {
+		states[h["commit"].(string)] = h["state"]
+	}
+	if states[old] != StateSuperseded || states[tip] != StateLive {
+		t.Errorf("history states %v", states)
+	}
+}
 
-	// The push of the tip itself deploys.
-	tip := gitOut(t, w.dir, "rev-parse", "HEAD")
-	r = mustDeploy(t, e, Request{Commit: tip, FromPush: true, Trigger: "push"})
-	if r.Color != "green" || readFile(t, filepath.Join(site.Path, "current", "index.html")) != "v3" {
-		t.Errorf("deploy of the tip = %+v", r)
+// queuedRecords lists the phases of a site's deploy records that are
+// still running.
+func queuedRecords(t *testing.T, e *Engine, site string) string {
+	t.Helper()
+	ents, _ := os.ReadDir(e.data.DeploysDir(site))
+	var phases []string
+	for _, ent := range ents {
+		if id, ok := strings.CutSuffix(ent.Name(), ".json"); ok {
+			if r, err := LoadRecord(e.data, site, id); err == nil && r.State == StateRunning {
+				phases = append(phases, r.Phase)
+			}
+		}
 	}
+	return strings.Join(phases, " ")
 }
 
 // writeRecord stores a hand-made deploy record as the engine would.

@@ -69,6 +69,9 @@ type Record struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// ApprovedBy is who approved (or rejected) a deploy that needed it.
 	ApprovedBy string `json:"approved_by,omitempty"`
+	// Note says something about a deploy that went as it should, such as
+	// why a rollback on a site that requires approval needed none.
+	Note string `json:"note,omitempty"`
 }
 
 // Short is the abbreviated commit id.

@@ -90,6 +90,7 @@ type SiteStatus struct {
 	Live      *Record    // the deploy that put the live colour live
 	Running   *Record    // a deploy in progress
 	Pending   *Record    // a deploy waiting for approval
+	Failed    *Record    // the newest deploy after the live one that failed or was interrupted
 	App       *AppStatus // an app site's proxy and live process
 }
 
@@ -104,6 +105,16 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 	if st.LiveColor != "" {
 		if r, ok := liveRecord(site, st.LiveColor); ok {
 			st.Live = &r
+		}
+	}
+	h, _ := History(site)
+	for i := len(h) - 1; i >= 0; i-- {
+		if st.Live != nil && h[i].ID == st.Live.ID {
+			break
+		}
+		if h[i].State == StateFailed || h[i].State == StateInterrupted {
+			st.Failed = &h[i]
+			break
 		}
 	}
 	if r, ok := e.Running(name); ok {

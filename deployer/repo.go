@@ -9,12 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
-// hookMarker identifies a post-receive hook written by eeveon.
+// hookMarker identifies a hook written by eeveon (both of them carry it).
 const hookMarker = "# eeveon post-receive hook"
 
-// IsEeveonHook reports whether a post-receive hook is one eeveon wrote.
+// IsEeveonHook reports whether a hook is one eeveon wrote.
 func IsEeveonHook(content []byte) bool { return bytes.Contains(content, []byte(hookMarker)) }
 
 // ShellQuote quotes s for a POSIX shell.
@@ -22,29 +23,34 @@ func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// HookScript is the post-receive hook installed in every bare repo: a
-// thin shell that re-enters the eeveon binary, which hands the pushed refs
-// to the server.
-func HookScript(exe string, d Data) []byte {
-	run := ShellQuote(exe) + " hook post-receive --data " + ShellQuote(d.Dir)
+// ProcReceiveScript is the proc-receive hook installed in every bare
+// repo: git hands it the updates of branches (receive.procReceiveRefs)
+// instead of making them itself, and it re-enters the eeveon binary, which
+// has the server deploy the commit and moves the branch only when the
+// deploy went live. Its answer is the push's: a deploy that did not go
+// live rejects the ref, and git push exits non-zero.
+func ProcReceiveScript(exe string, d Data) []byte {
+	return []byte("#!/bin/sh\n" + hookMarker + " (proc-receive; rewritten by eeveon)\nexec " +
+		ShellQuote(exe) + " hook proc-receive --data " + ShellQuote(d.Dir) + "\n")
+}
+
+// PostReceiveScript is the post-receive hook: it deploys nothing (the
+// proc-receive hook did) and runs the repository's own post-receive hook,
+// kept as post-receive.local, after the push as git would.
+func PostReceiveScript() []byte {
 	return []byte(`#!/bin/sh
-` + hookMarker + ` (rewritten by eeveon; put a hook of your own in post-receive.local)
+` + hookMarker + ` (rewritten by eeveon; put a hook of your own in post-receive.local,
+# or one that must be able to stop a deploy in pre-receive)
 if [ -x hooks/post-receive.local ]; then
-	input=$(cat)
-	printf '%s\n' "$input" | hooks/post-receive.local || {
-		echo "eeveon: hooks/post-receive.local failed (exit $?); not deploying" >&2
-		exit 1
-	}
-	printf '%s\n' "$input" | ` + run + `
-	exit $?
+	exec hooks/post-receive.local
 fi
-exec ` + run + "\n")
+exit 0
+`)
 }
 
 // EnsureRepo creates the site's bare repository if it is missing and
-// (re)writes its post-receive hook so that it calls exe. A hook that
-// eeveon did not write is moved to post-receive.local and still runs,
-// before ours.
+// (re)writes its hooks so that they call exe. A post-receive hook that
+// eeveon did not write is moved to post-receive.local and still runs.
 func EnsureRepo(d Data, name, exe string) error {
 	repo := d.Repo(name)
 	if _, err := os.Stat(filepath.Join(repo, "HEAD")); errors.Is(err, os.ErrNotExist) {
@@ -63,41 +69,68 @@ func EnsureRepo(d Data, name, exe string) error {
 	if exe == "" {
 		return nil
 	}
-	hook := filepath.Join(repo, "hooks", "post-receive")
-	want := HookScript(exe, d)
+	if err := writeHook(repo, name, "post-receive", PostReceiveScript(), true); err != nil {
+		return err
+	}
+	return writeHook(repo, name, "proc-receive", ProcReceiveScript(exe, d), false)
+}
+
+// writeHook writes one of eeveon's hooks unless it is there already. A
+// foreign hook in its place is kept as NAME.local when keep is set (the
+// hook runs it), and refused otherwise.
+func writeHook(repo, site, name string, want []byte, keep bool) error {
+	hook := filepath.Join(repo, "hooks", name)
 	old, err := os.ReadFile(hook)
 	switch {
 	case err == nil && bytes.Equal(old, want):
 		return nil
+	case err == nil && !IsEeveonHook(old) && !keep:
+		return fmt.Errorf("%s is not eeveon's: eeveon deploys through this hook; move it away and run eeveon hooks install %s", hook, site)
 	case err == nil && !IsEeveonHook(old):
 		if _, err := os.Stat(hook + ".local"); err == nil {
-			return fmt.Errorf("%s: a hook that is not eeveon's replaced ours, and post-receive.local exists too; merge yours into post-receive.local and run eeveon hooks install %s", hook, name)
+			return fmt.Errorf("%s: a hook that is not eeveon's replaced ours, and %s.local exists too; merge yours into %s.local and run eeveon hooks install %s", hook, name, name, site)
 		}
 		if err := os.Rename(hook, hook+".local"); err != nil {
-			return fmt.Errorf("keep existing hook of %s: %w", name, err)
+			return fmt.Errorf("keep existing hook of %s: %w", site, err)
 		}
 	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("read hook of %s: %w", name, err)
+		return fmt.Errorf("read hook of %s: %w", site, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
-		return fmt.Errorf("install hook for %s: %w", name, err)
+		return fmt.Errorf("install hook for %s: %w", site, err)
 	}
 	return WriteFileAtomic(hook, want, 0o755)
 }
 
 // PrepareRepo makes a site's repository ready for pushes: it exists, its
-// hook calls exe, and its HEAD names the site's branch (so that a clone
-// checks the deployed branch out).
+// hooks call exe, pushes to the site's branch go through the proc-receive
+// hook (with no exe: neither, a repository for tests), and its HEAD names the site's branch (so that a clone checks the
+// deployed branch out).
 func PrepareRepo(d Data, s Site, exe string) error {
 	if err := EnsureRepo(d, s.Name, exe); err != nil {
 		return err
 	}
-	out, err := exec.Command("git", "--git-dir", d.Repo(s.Name), "symbolic-ref", "HEAD", s.Ref()).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("set HEAD of %s: %v: %s", s.Name, err, bytes.TrimSpace(out))
+	repo := d.Repo(s.Name)
+	steps := [][]string{{"symbolic-ref", "HEAD", s.Ref()}}
+	if exe != "" {
+		// All branches, so that a change of the site's branch needs no new
+		// configuration; the hook leaves the others to git.
+		steps = append(steps, []string{"config", "--replace-all", "receive.procReceiveRefs", "refs/heads"})
+	}
+	for _, args := range steps {
+		out, err := exec.Command("git", append([]string{"--git-dir", repo}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("prepare repo of %s: git %s: %v: %s", s.Name, args[0], err, bytes.TrimSpace(out))
+		}
 	}
 	return nil
 }
+
+// PushedRef holds the commit of the last push to a site's branch, whatever
+// its deploy did: the branch itself moves only when a deploy goes live,
+// so this ref keeps a failed or undeployed push (and its objects) in the
+// repository.
+const PushedRef = "refs/eeveon/pushed"
 
 // git runs a git command and returns its trimmed stdout.
 func git(ctx context.Context, env []string, args ...string) (string, error) {
@@ -136,6 +169,21 @@ func gitSubcommand(args []string) string {
 		}
 	}
 	return "command"
+}
+
+// moveBranch points the site's branch in its repository at the commit of
+// r, which went live from that branch: the branch on the server is always
+// the live commit, so a push of a commit that failed, was rejected or
+// expired is a new push that deploys it again (the push hook never moves
+// the branch itself). A poll site's branch mirrors its remote and stays.
+func (e *Engine) moveBranch(site Site, r *Record) error {
+	if r.Commit == "" || r.Ref != site.Ref() || r.Trigger == "poll" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := git(ctx, nil, "--git-dir", e.data.Repo(site.Name), "update-ref", "-m", "eeveon: deploy "+r.ID+" live", site.Ref(), r.Commit)
+	return err
 }
 
 // ResolveCommit resolves a revision in the site's repo to a full commit id.

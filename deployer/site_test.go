@@ -180,16 +180,18 @@ func TestEnsureRepo(t *testing.T) {
 	if got := gitOut(t, repo, "config", "receive.fsckObjects"); got != "true" {
 		t.Errorf("receive.fsckObjects = %q", got)
 	}
-	hook := filepath.Join(repo, "hooks", "post-receive")
-	fi, err := os.Stat(hook)
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"post-receive", "proc-receive"} {
+		fi, err := os.Stat(filepath.Join(repo, "hooks", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o111 != 0o111 {
+			t.Errorf("%s hook mode %v is not executable", name, fi.Mode())
+		}
 	}
-	if fi.Mode().Perm()&0o111 != 0o111 {
-		t.Errorf("hook mode %v is not executable", fi.Mode())
-	}
+	hook := filepath.Join(repo, "hooks", "proc-receive")
 	body, _ := os.ReadFile(hook)
-	if !strings.Contains(string(body), ShellQuote(exe)+" hook post-receive --data "+ShellQuote(d.Dir)) {
+	if !strings.Contains(string(body), ShellQuote(exe)+" hook proc-receive --data "+ShellQuote(d.Dir)) {
 		t.Errorf("hook does not call %q:\n%s", exe, body)
 	}
 	if err := exec.Command("sh", "-n", hook).Run(); err != nil {
@@ -214,7 +216,7 @@ func TestEnsureRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ = os.ReadFile(hook)
-	if !strings.Contains(string(body), "'/usr/bin/eeveon' hook post-receive") {
+	if !strings.Contains(string(body), "'/usr/bin/eeveon' hook proc-receive") {
 		t.Errorf("hook not updated for the new exe:\n%s", body)
 	}
 	if _, err := os.Stat(hook + ".local"); !errors.Is(err, os.ErrNotExist) {
@@ -286,7 +288,7 @@ func TestEnsureRepoSecondForeignHook(t *testing.T) {
 
 // hookFixture makes a site repo whose hook calls a fake eeveon that
 // appends its arguments and stdin to exe.out and exits 7.
-func hookFixture(t *testing.T) (d Data, repo, dir string, run func(input string) (int, error)) {
+func hookFixture(t *testing.T) (d Data, repo, dir string, run func(hook, input string) (int, error)) {
 	t.Helper()
 	d = newData(t)
 	dir = t.TempDir()
@@ -299,8 +301,8 @@ func hookFixture(t *testing.T) (d Data, repo, dir string, run func(input string)
 		t.Fatal(err)
 	}
 	repo = d.Repo("hello")
-	run = func(input string) (int, error) {
-		cmd := exec.Command("hooks/post-receive")
+	run = func(hook, input string) (int, error) {
+		cmd := exec.Command("hooks/" + hook)
 		cmd.Dir = repo
 		cmd.Stdin = strings.NewReader(input)
 		err := cmd.Run()
@@ -315,58 +317,42 @@ func hookFixture(t *testing.T) (d Data, repo, dir string, run func(input string)
 
 const pushedRefs = "0000 1111 refs/heads/main\n"
 
-// TestHookScriptRuns runs the generated hook with a fake eeveon: it gets
-// the pushed refs once and its exit status is the hook's.
+// TestHookScriptRuns runs the generated proc-receive hook with a fake
+// eeveon: it gets git's input once and its exit status is the hook's.
 func TestHookScriptRuns(t *testing.T) {
 	d, _, dir, run := hookFixture(t)
-	code, err := run(pushedRefs)
+	code, err := run("proc-receive", pushedRefs)
 	if err != nil || code != 7 {
 		t.Fatalf("hook exit = %d, %v; want eeveon's 7", code, err)
 	}
 	got, _ := os.ReadFile(filepath.Join(dir, "exe.out"))
-	if want := "args: hook post-receive --data " + d.Dir + "\n" + pushedRefs; string(got) != want {
+	if want := "args: hook proc-receive --data " + d.Dir + "\n" + pushedRefs; string(got) != want {
 		t.Errorf("eeveon got %q, want %q", got, want)
 	}
 }
 
-// TestHookScriptFailingLocalHook: a failing post-receive.local stops the
-// deploy.
-func TestHookScriptFailingLocalHook(t *testing.T) {
-	_, repo, dir, run := hookFixture(t)
-	local := filepath.Join(repo, "hooks", "post-receive.local")
-	writeFile(t, local, "#!/bin/sh\ncat >/dev/null\nexit 3\n")
-	if err := os.Chmod(local, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	code, err := run(pushedRefs)
-	if err != nil || code == 0 {
-		t.Errorf("hook exit = %d, %v; want non-zero", code, err)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "exe.out")); err == nil {
-		t.Errorf("eeveon ran although post-receive.local failed: %q", b)
-	}
-}
-
-// TestHookScriptWithLocalHook: with a post-receive.local, the local hook
-// sees the refs first, then eeveon runs exactly once with the same refs
-// and its exit status is the hook's.
+// TestHookScriptWithLocalHook: the post-receive hook runs the repository's
+// own post-receive.local with the refs, its exit status is the hook's, and
+// it never calls eeveon (the proc-receive hook deployed).
 func TestHookScriptWithLocalHook(t *testing.T) {
-	d, repo, dir, run := hookFixture(t)
+	_, repo, dir, run := hookFixture(t)
+	if code, err := run("post-receive", pushedRefs); err != nil || code != 0 {
+		t.Errorf("post-receive without a local hook: exit %d, %v", code, err)
+	}
 	local := filepath.Join(repo, "hooks", "post-receive.local")
-	writeFile(t, local, "#!/bin/sh\ncat > \""+dir+"/local.out\"\n")
+	writeFile(t, local, "#!/bin/sh\ncat > \""+dir+"/local.out\"\nexit 3\n")
 	if err := os.Chmod(local, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	code, err := run(pushedRefs)
+	code, err := run("post-receive", pushedRefs)
 	if b, _ := os.ReadFile(filepath.Join(dir, "local.out")); string(b) != pushedRefs {
 		t.Errorf("local hook got %q, want %q", b, pushedRefs)
 	}
-	got, _ := os.ReadFile(filepath.Join(dir, "exe.out"))
-	if want := "args: hook post-receive --data " + d.Dir + "\n" + pushedRefs; string(got) != want {
-		t.Errorf("eeveon got %q, want exactly one call: %q", got, want)
+	if err != nil || code != 3 {
+		t.Errorf("hook exit = %d, %v; want the local hook's 3", code, err)
 	}
-	if err != nil || code != 7 {
-		t.Errorf("hook exit = %d, %v; want eeveon's 7", code, err)
+	if b, err := os.ReadFile(filepath.Join(dir, "exe.out")); err == nil {
+		t.Errorf("post-receive called eeveon: %q", b)
 	}
 }
 

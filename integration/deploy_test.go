@@ -529,9 +529,8 @@ func TestConcurrentPushesSerialiseAndLastWins(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); results[i] = r.Push(admin, "hello", "--force", "main") }()
 	}
-	// A builds; B arrives and waits for the lock; C arrives after B and
-	// moves the branch on, so B is superseded whichever of B and C gets
-	// the lock first.
+	// A builds; B arrives and waits for the lock; C arrives after B, so B
+	// is superseded whichever of B and C gets the lock first.
 	push(0, a)
 	pollUntil(t, 20*time.Second, "A's build to start", func() bool {
 		b, _ := os.ReadFile(builds)
@@ -558,7 +557,7 @@ func TestConcurrentPushesSerialiseAndLastWins(t *testing.T) {
 	if !strings.Contains(results[0].Stderr, "live: hello "+ca[:7]+" on blue") {
 		t.Errorf("A did not go live:\n%s", results[0].Stderr)
 	}
-	if !strings.Contains(results[1].Stderr, "superseded: main moved to "+cc[:7]+" after this push") {
+	if !strings.Contains(results[1].Stderr, "superseded: deploy ") || !strings.Contains(results[1].Stderr, " ("+cc[:7]+") arrived after this one and deploys in its place") {
 		t.Errorf("B was not superseded by C:\n%s", results[1].Stderr)
 	}
 	if !strings.Contains(results[2].Stderr, "live: hello "+cc[:7]+" on green") {

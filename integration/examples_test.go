@@ -831,8 +831,10 @@ func exStoreCommit(t *testing.T, root, data string, sites ...string) string {
 	}
 	git("init", "-q", "-b", "main", work)
 	git("-C", work, "commit", "-q", "--allow-empty", "-m", "1")
+	// Fetched in, not pushed: a push deploys (and is refused while no
+	// server runs), a fetch only stores.
 	for _, s := range sites {
-		git("-C", work, "push", "-q", filepath.Join(data, "repos", s+".git"), "main")
+		git("--git-dir", filepath.Join(data, "repos", s+".git"), "fetch", "-q", work, "main:main")
 	}
 	return git("-C", work, "rev-parse", "HEAD")
 }

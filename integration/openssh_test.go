@@ -172,22 +172,24 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 		t.Fatalf("metacharacters: exit %d\n%s", r.Code, r.Out())
 	}
 
-	// A push while the daemon is down is stored; the deploy says why not.
+	// A push while the daemon is down is refused (nothing went live) and
+	// kept; pushing again once the daemon runs deploys it.
 	liveBefore := e.Live("hello")
 	e.Stop()
 	c3 := repo.Commit("three", map[string]string{"x": "3"})
 	r = run(t, repo.Dir, []string{gitSSH}, "", "git", "push", url, "main")
-	if r.Code != 0 || !strings.Contains(r.Stderr, "the eeveon server is not running") || !strings.Contains(r.Stderr, "eeveon deploy hello") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "the eeveon server is not running") || !strings.Contains(r.Stderr, "eeveon deploy hello --ref "+c3) {
 		t.Fatalf("push with the daemon down: exit %d\n%s", r.Code, r.Out())
 	}
-	if got := strings.TrimSpace(run(t, e.Dir, nil, "", "git", "--git-dir", filepath.Join(e.Data, "repos", "hello.git"), "rev-parse", "main").Stdout); got != c3 {
-		t.Fatalf("the push was not stored: main is %s, want %s", got, c3)
+	bare := filepath.Join(e.Data, "repos", "hello.git")
+	if got := strings.TrimSpace(run(t, e.Dir, nil, "", "git", "--git-dir", bare, "rev-parse", "refs/eeveon/pushed").Stdout); got != c3 {
+		t.Fatalf("the push was not kept: refs/eeveon/pushed is %s, want %s", got, c3)
 	}
 	if e.Live("hello") != liveBefore {
 		t.Fatal("a push with the daemon down changed current")
 	}
 	e.Start()
-	if r := e.Eeveon("deploy", "hello"); r.Code != 0 || !strings.Contains(r.Stdout, "live: hello "+c3[:7]) {
-		t.Fatalf("deploy after restart: exit %d\n%s", r.Code, r.Out())
+	if r := run(t, repo.Dir, []string{gitSSH}, "", "git", "push", url, "main"); r.Code != 0 || !strings.Contains(r.Stderr, "live: hello "+c3[:7]) {
+		t.Fatalf("push again after restart: exit %d\n%s", r.Code, r.Out())
 	}
 }

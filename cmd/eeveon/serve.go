@@ -197,7 +197,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	}()
 	ctl := &control.Server{
 		Path: d.Socket(), AdminGroup: cfg.AdminGroup, Log: logger.WithPrefix("control"),
-		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) int {
+		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
 			return handleControl(ctx, router, id, req, stdout, stderr)
 		},
 	}
@@ -307,18 +307,15 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	return nil
 }
 
-// handleControl runs one control socket request: the git hook's
-// post-receive or a command of the surface.
-func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) int {
+// handleControl runs one control socket request: a push handed over by
+// a repository's proc-receive hook, or a command of the surface.
+func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
 	stdio := command.IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
-	if len(req.Args) == 2 && req.Args[0] == "post-receive" {
-		if _, err := router.Site(id, req.Args[1], keys.VerbPush); err != nil {
-			fmt.Fprintf(stderr, "eeveon: %v\n", err)
-			return 1
-		}
-		return router.PostReceive(ctx, id, req.Args[1], string(req.Input), stdio)
+	if p := req.Push; p != nil {
+		code, reason := router.Push(ctx, id, p.Site, p.Ref, p.New, stdio)
+		return control.Result{Code: code, Reason: reason}
 	}
-	return router.Run(ctx, id, req.Args, stdio)
+	return control.Result{Code: router.Run(ctx, id, req.Args, stdio)}
 }
 
 // scheduledVacuum runs vacuum a minute after start (or the interval, if

@@ -59,11 +59,21 @@ func offline(d deployer.Data, args []string) int {
 }
 
 func runHook(args []string) int {
-	if len(args) == 0 || args[0] != "post-receive" {
-		return usageFail("usage: eeveon hook post-receive [--data DIR] (git runs this in a site's repository)")
+	const usage = "usage: eeveon hook proc-receive [--data DIR] (git runs this in a site's repository)"
+	if len(args) == 0 {
+		return usageFail(usage)
 	}
-	fs, data := flagSet("hook post-receive")
-	if _, code := parse(fs, args[1:], 0, 0, "hook post-receive [--data DIR]"); code >= 0 {
+	if args[0] == "post-receive" {
+		// The hook of an older eeveon, which deployed after the branch had
+		// moved: the push is stored, the repository needs the new hooks.
+		fmt.Fprintln(os.Stderr, "eeveon: this repository's hooks are from an older eeveon: the push is stored but not deployed; run eeveon hooks install (or restart eeveon serve), then push again")
+		return 1
+	}
+	if args[0] != "proc-receive" {
+		return usageFail(usage)
+	}
+	fs, data := flagSet("hook proc-receive")
+	if _, code := parse(fs, args[1:], 0, 0, "hook proc-receive [--data DIR]"); code >= 0 {
 		return code
 	}
 	d, err := deployer.NewData(*data)
@@ -74,7 +84,7 @@ func runHook(args []string) int {
 	if gitDir == "" {
 		gitDir = "."
 	}
-	return hooks.PostReceive(d, gitDir, os.Stdin, os.Stdout, os.Stderr)
+	return hooks.ProcReceive(d, gitDir, os.Stdin, os.Stdout, os.Stderr)
 }
 
 // runShellCmd is `eeveon shell`, the forced command of an OpenSSH

@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -240,14 +241,19 @@ func checkSites(r *report, d deployer.Data) {
 			r.add(name, Fail, fmt.Sprintf("path %s is not writable: %v", s.Path, err), "create it and give it to the service user")
 			continue
 		}
-		hook, err := os.ReadFile(filepath.Join(d.Repo(s.Name), "hooks", "post-receive"))
+		hook, err := os.ReadFile(filepath.Join(d.Repo(s.Name), "hooks", "proc-receive"))
 		if err != nil || !deployer.IsEeveonHook(hook) {
-			r.add(name, Warn, "the repository has no eeveon post-receive hook: pushes are stored but not deployed", "eeveon hooks install "+s.Name)
+			r.add(name, Warn, "the repository has no eeveon proc-receive hook: pushes are stored but not deployed", "eeveon hooks install "+s.Name)
+			continue
+		}
+		refs, _ := exec.Command("git", "--git-dir", d.Repo(s.Name), "config", "--get-all", "receive.procReceiveRefs").Output()
+		if !slices.Contains(strings.Fields(string(refs)), "refs/heads") {
+			r.add(name, Warn, "pushes to the repository bypass eeveon's proc-receive hook (receive.procReceiveRefs): they are stored but not deployed", "eeveon hooks install "+s.Name)
 			continue
 		}
 		if exe := hookExe(string(hook)); exe != "" {
 			if _, err := os.Stat(exe); err != nil {
-				r.add(name, Fail, "the post-receive hook calls "+exe+", which is gone", "eeveon hooks install "+s.Name+" (or restart eeveon serve)")
+				r.add(name, Fail, "the proc-receive hook calls "+exe+", which is gone", "eeveon hooks install "+s.Name+" (or restart eeveon serve)")
 				continue
 			}
 		}
@@ -265,7 +271,7 @@ func checkAppAddrs(r *report, sites []deployer.Site) {
 	}
 }
 
-var hookExeRe = regexp.MustCompile(`exec '([^']+)' hook post-receive`)
+var hookExeRe = regexp.MustCompile(`exec '([^']+)' hook proc-receive`)
 
 func hookExe(hook string) string {
 	m := hookExeRe.FindStringSubmatch(hook)

@@ -265,6 +265,10 @@ func (rt *Router) status(c *call) error {
 			fmt.Fprintf(w, "  pending:  deploy %s of %s on %s by %s awaits approval until %s (approve %s %s)\n", st.Pending.ID, st.Pending.Short(),
 				st.Pending.Color, st.Pending.User, st.Pending.ExpiresAt.Format(time.RFC3339), s.Name, st.Pending.ID)
 		}
+		if f := st.Failed; f != nil {
+			fmt.Fprintf(w, "  failed:   deploy %s of %s by %s, %s %s: %s\n", f.ID, firstOr(f.Short(), "?"), f.User, f.State,
+				f.FinishedAt.Format(time.RFC3339), f.Error)
+		}
 		if st.Running != nil {
 			fmt.Fprintf(w, "  running:  deploy %s of %s, %s for %s\n", st.Running.ID, firstOr(st.Running.Short(), "?"), st.Running.Phase, st.Running.Duration())
 		}
@@ -313,10 +317,10 @@ func (rt *Router) history(c *call) error {
 		h = h[len(h)-*n:]
 	}
 	w := bufio.NewWriter(c.io.Stdout)
-	fmt.Fprintf(w, "%-20s  %-12s  %-8s  %-7s  %-10s  %-8s  %-20s  %8s  %s\n", "ID", "STATE", "COLOR", "COMMIT", "USER", "TRIGGER", "STARTED", "TOOK", "ERROR")
+	fmt.Fprintf(w, "%-20s  %-12s  %-8s  %-7s  %-10s  %-8s  %-20s  %8s  %s\n", "ID", "STATE", "COLOR", "COMMIT", "USER", "TRIGGER", "STARTED", "TOOK", "ERROR/NOTE")
 	for _, r := range h {
 		fmt.Fprintf(w, "%-20s  %-12s  %-8s  %-7s  %-10s  %-8s  %-20s  %8s  %s\n", r.ID, r.State, r.Color, r.Short(), r.User, r.Trigger,
-			r.StartedAt.Format(time.RFC3339), r.Duration().Round(100*time.Millisecond), r.Error)
+			r.StartedAt.Format(time.RFC3339), r.Duration().Round(100*time.Millisecond), firstOr(r.Error, r.Note))
 	}
 	return w.Flush()
 }
@@ -456,37 +460,30 @@ func (rt *Router) deploy(c *call) error {
 	return err
 }
 
-// PostReceive deploys what a push updated. It is not a verb of the
-// command surface: only the git hook calls it, through the control socket,
-// carrying the pusher's identity. lines are git's "old new ref" lines.
-func (rt *Router) PostReceive(ctx context.Context, id keys.Identity, site string, lines string, stdio IO) int {
-	s, err := deployer.LoadSite(rt.Engine.Data(), site)
-	if err != nil {
+// Push deploys a pushed update of a site's branch. It is not a verb of the
+// command surface: only the repository's proc-receive hook asks for it,
+// through the control socket, with the pusher's identity. It returns the
+// push's exit status and, when nothing went live, the one-line reason git
+// shows beside the rejected ref. A deploy that went live, waits for
+// approval or was superseded by a newer push is a success (0); the engine
+// moves the branch only when a deploy goes live.
+func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, commit string, stdio IO) (int, string) {
+	refuse := func(outcome string, err error) (int, string) {
 		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
-		return 1
+		rt.audit(id, "push", site, outcome)
+		return 1, err.Error()
 	}
-	var commit string
-	var other []string
-	for _, ln := range strings.Split(strings.TrimSpace(lines), "\n") {
-		f := strings.Fields(ln)
-		if len(f) != 3 {
-			continue
-		}
-		if f[2] != s.Ref() {
-			other = append(other, strings.TrimPrefix(f[2], "refs/heads/"))
-			continue
-		}
-		if strings.Trim(f[1], "0") == "" {
-			fmt.Fprintf(stdio.Stdout, "==> %s was deleted; nothing deployed, %s keeps serving what it serves\n", s.Branch, s.Name)
-			rt.audit(id, "push", site, "branch deleted")
-			return 0
-		}
-		commit = f[1]
+	s, err := rt.Site(id, site, keys.VerbPush)
+	if err != nil {
+		return refuse("error: "+err.Error(), err)
 	}
-	if commit == "" {
-		fmt.Fprintf(stdio.Stdout, "==> stored %s; only %s deploys %s\n", strings.Join(other, ", "), s.Branch, s.Name)
-		rt.audit(id, "push", site, "stored, not deployed")
-		return 0
+	switch {
+	case ref != s.Ref():
+		return refuse("refused", fmt.Errorf("only %s deploys %s", s.Branch, s.Name))
+	case strings.Trim(commit, "0") == "":
+		return refuse("refused", fmt.Errorf("deleting %s would leave %s with nothing to deploy; it stays", s.Branch, s.Name))
+	case names.Commit(commit) != nil:
+		return refuse("refused", names.Commit(commit))
 	}
 	r, err := rt.Engine.Deploy(ctx, deployer.Request{
 		Site: s.Name, Commit: commit, Ref: s.Ref(), Trigger: "push", User: id.User,
@@ -495,15 +492,16 @@ func (rt *Router) PostReceive(ctx context.Context, id keys.Identity, site string
 	outcome := r.State
 	if err != nil {
 		outcome = "error: " + err.Error()
-		if r.ID == "" { // never started: say why
-			fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
-		}
 	}
 	rt.audit(id, "push "+strconv.Quote(deployer.ShortCommit(commit)), site, outcome)
-	if err != nil {
-		return 1
+	if err == nil {
+		return 0, ""
 	}
-	return 0
+	if r.ID == "" { // never started: say why
+		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
+		return 1, err.Error()
+	}
+	return 1, fmt.Sprintf("deploy %s %s: %v", r.ID, r.State, err)
 }
 
 func (rt *Router) rollback(c *call) error {

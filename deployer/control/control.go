@@ -30,6 +30,26 @@ type Request struct {
 	// hook, the key of an OpenSSH forced command). The server honours it
 	// only from a peer running as the service user or root.
 	Claim *keys.Identity `json:"claim,omitempty"`
+	// Push is an update of a site's branch handed over by the repository's
+	// proc-receive hook, to be deployed. It is never made from a command
+	// line: the forced command and the CLI send Args only.
+	Push *Push `json:"push,omitempty"`
+}
+
+// Push is one pushed update of a site's branch: git's old and new commit
+// (all zeros for none) and the ref.
+type Push struct {
+	Site string `json:"site"`
+	Ref  string `json:"ref"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+}
+
+// Result is how a request ended: its exit status and, for a push that did
+// not go live, a one-line reason for git to show beside the ref.
+type Result struct {
+	Code   int
+	Reason string
 }
 
 // Frame is one piece of the answer.
@@ -37,6 +57,7 @@ type Frame struct {
 	Stream int    `json:"s,omitempty"` // 1 stdout, 2 stderr
 	Data   []byte `json:"d,omitempty"`
 	Exit   *int   `json:"exit,omitempty"`
+	Reason string `json:"reason,omitempty"` // with Exit: Result.Reason
 }
 
 // maxRequest bounds a request line (arguments plus input).
@@ -65,32 +86,39 @@ var ErrNoServer = errors.New("the eeveon server is not running")
 // Call sends req to the daemon at socket and copies the answer to stdout
 // and stderr. It returns the command's exit status.
 func Call(socket string, req Request, stdout, stderr io.Writer) (int, error) {
+	res, err := CallResult(socket, req, stdout, stderr)
+	return res.Code, err
+}
+
+// CallResult is Call that also returns the reason a push did not go live.
+func CallResult(socket string, req Request, stdout, stderr io.Writer) (Result, error) {
+	fail := Result{Code: 1}
 	conn, err := net.Dial("unix", socket)
 	switch {
 	case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
-		return 1, fmt.Errorf("%w (no answer on %s; start it with: eeveon serve)", ErrNoServer, socket)
+		return fail, fmt.Errorf("%w (no answer on %s; start it with: eeveon serve)", ErrNoServer, socket)
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
-		return 1, fmt.Errorf("permission denied: this Unix account may not use the eeveon server's socket %s (see the README: the local CLI and sudo)", socket)
+		return fail, fmt.Errorf("permission denied: this Unix account may not use the eeveon server's socket %s (see the README: the local CLI and sudo)", socket)
 	case err != nil:
-		return 1, fmt.Errorf("connect to the eeveon server: %w", err)
+		return fail, fmt.Errorf("connect to the eeveon server: %w", err)
 	}
 	defer conn.Close()
 	b, err := json.Marshal(req)
 	if err != nil {
-		return 1, err
+		return fail, err
 	}
 	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return 1, fmt.Errorf("send request: %w", err)
+		return fail, fmt.Errorf("send request: %w", err)
 	}
 	dec := json.NewDecoder(bufio.NewReader(conn))
 	for {
 		var f Frame
 		if err := dec.Decode(&f); err != nil {
-			return 1, errors.New("lost the connection to the eeveon server before the command finished (see the server log)")
+			return fail, errors.New("lost the connection to the eeveon server before the command finished (see the server log)")
 		}
 		switch {
 		case f.Exit != nil:
-			return *f.Exit, nil
+			return Result{Code: *f.Exit, Reason: f.Reason}, nil
 		case f.Stream == 2:
 			_, _ = stderr.Write(f.Data)
 		default:

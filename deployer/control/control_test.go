@@ -28,7 +28,7 @@ import (
 // stderr; "exit N" exits N, "big N" writes N bytes to stdout, "wait"
 // blocks until the request's context ends and reports that on done.
 func echo(done chan<- string) Handler {
-	return func(ctx context.Context, id keys.Identity, req Request, stdout, stderr io.Writer) int {
+	return func(ctx context.Context, id keys.Identity, req Request, stdout, stderr io.Writer) Result {
 		fmt.Fprintf(stdout, "id %s %s %s %s\n", id.User, id.Role, id.Source, id.Fingerprint)
 		fmt.Fprintf(stdout, "args %q\n", req.Args)
 		if len(req.Input) > 0 {
@@ -38,7 +38,7 @@ func echo(done chan<- string) Handler {
 			n, _ := strconv.Atoi(req.Args[1])
 			switch req.Args[0] {
 			case "exit":
-				return n
+				return Result{Code: n, Reason: "asked to exit " + req.Args[1]}
 			case "big":
 				_, _ = stdout.Write(bytes.Repeat([]byte("x"), n))
 			}
@@ -51,7 +51,7 @@ func echo(done chan<- string) Handler {
 				done <- "not cancelled"
 			}
 		}
-		return 0
+		return Result{}
 	}
 }
 
@@ -94,9 +94,9 @@ func TestCallRoundTrip(t *testing.T) {
 		t.Errorf("socket %v, %v; want a socket with mode 0660", fi, err)
 	}
 	var stdout, stderr bytes.Buffer
-	code, err := Call(s.Path, Request{Args: []string{"exit", "3"}, Input: []byte("old new refs/heads/main\n")}, &stdout, &stderr)
-	if err != nil || code != 3 {
-		t.Fatalf("Call = %d, %v; want 3", code, err)
+	res, err := CallResult(s.Path, Request{Args: []string{"exit", "3"}, Input: []byte("old new refs/heads/main\n")}, &stdout, &stderr)
+	if err != nil || res.Code != 3 || res.Reason != "asked to exit 3" {
+		t.Fatalf("Call = %+v, %v; want exit 3 with its reason", res, err)
 	}
 	me, _ := user.Current()
 	wantID := LocalIdentity(uint32(os.Getuid()), uint32(os.Getgid()), "eeveon-admin")
@@ -124,7 +124,7 @@ func TestCallRoundTrip(t *testing.T) {
 	stdout.Reset()
 	stderr.Reset()
 	in := []byte{0, 1, 2, 0xff, '\n'}
-	code, err = Call(s.Path, Request{Args: []string{"big", "300000"}, Input: in}, &stdout, &stderr)
+	code, err := Call(s.Path, Request{Args: []string{"big", "300000"}, Input: in}, &stdout, &stderr)
 	if err != nil || code != 0 {
 		t.Fatalf("Call big = %d, %v", code, err)
 	}

@@ -20,8 +20,8 @@ import (
 	"github.com/eeveon/eeveon/keys"
 )
 
-// Handler runs one request for an identity and returns the exit status.
-type Handler func(ctx context.Context, id keys.Identity, req Request, stdout, stderr io.Writer) int
+// Handler runs one request for an identity and returns how it ended.
+type Handler func(ctx context.Context, id keys.Identity, req Request, stdout, stderr io.Writer) Result
 
 // Server serves the control socket.
 type Server struct {
@@ -102,11 +102,12 @@ func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
 	enc := json.NewEncoder(conn)
 	stdout := &frameWriter{mu: &mu, enc: enc, stream: 1}
 	stderr := &frameWriter{mu: &mu, enc: enc, stream: 2}
-	exit := func(code int) {
+	exitWith := func(res Result) {
 		mu.Lock()
 		defer mu.Unlock()
-		_ = enc.Encode(Frame{Exit: &code})
+		_ = enc.Encode(Frame{Exit: &res.Code, Reason: res.Reason})
 	}
+	exit := func(code int) { exitWith(Result{Code: code}) }
 	cred, err := peerCred(conn)
 	if err != nil {
 		s.Log.Error("control: peer credentials", "err", err)
@@ -126,6 +127,11 @@ func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
 		return
 	}
 	id, err := s.identify(cred, req.Claim)
+	if err == nil && req.Push != nil && !trustedPeer(cred) && id.Role != keys.RoleAdmin {
+		// Anyone else could deploy any commit in the repository this way,
+		// which only an admin may (deploy --ref).
+		err = errors.New("permission denied: a push is handed over by the repository's hook, run as the eeveon service user")
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "eeveon: %v\n", err)
 		exit(1)
@@ -140,7 +146,7 @@ func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
 		_, _ = conn.Read(b[:])
 		cancel()
 	}()
-	exit(s.Handler(ctx, id, req, stdout, stderr))
+	exitWith(s.Handler(ctx, id, req, stdout, stderr))
 }
 
 func readLine(r *bufio.Reader, max int) ([]byte, error) {
@@ -182,9 +188,8 @@ func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
 // peer's Unix account decides: root or a member of the admin group is
 // admin, anyone else who can reach the socket is a deployer.
 func (s *Server) identify(cred *unix.Ucred, claim *keys.Identity) (keys.Identity, error) {
-	trusted := cred.Uid == 0 || int(cred.Uid) == os.Getuid()
 	if claim != nil {
-		if !trusted {
+		if !trustedPeer(cred) {
 			return keys.Identity{}, errors.New("permission denied: only the eeveon service user may act for another identity")
 		}
 		id := *claim
@@ -195,6 +200,10 @@ func (s *Server) identify(cred *unix.Ucred, claim *keys.Identity) (keys.Identity
 	}
 	return LocalIdentity(cred.Uid, cred.Gid, s.AdminGroup), nil
 }
+
+// trustedPeer: root or the service user (the daemon's own uid), who run
+// the hooks and the forced command and so may speak for others.
+func trustedPeer(cred *unix.Ucred) bool { return cred.Uid == 0 || int(cred.Uid) == os.Getuid() }
 
 // LocalIdentity is the identity of a local Unix account: root or a member
 // of adminGroup is admin, anyone else a deployer.

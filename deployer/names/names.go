@@ -19,6 +19,7 @@ var (
 	siteRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	userRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 	deployRe = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$`)
+	commitRe = regexp.MustCompile(`^(?:[0-9a-f]{40}|[0-9a-f]{64})$`)
 )
 
 // Site checks a site name: [a-z0-9][a-z0-9-]{0,62}.
@@ -41,6 +42,14 @@ func User(name string) error {
 func DeployID(id string) error {
 	if !deployRe.MatchString(id) {
 		return fmt.Errorf("%w: deploy id %q must look like 20260102-150405-ab12", ErrInvalid, clip(id))
+	}
+	return nil
+}
+
+// Commit checks a full commit id as git prints it (SHA-1 or SHA-256).
+func Commit(id string) error {
+	if !commitRe.MatchString(id) {
+		return fmt.Errorf("%w: commit %q must be a full hex object id", ErrInvalid, clip(id))
 	}
 	return nil
 }
