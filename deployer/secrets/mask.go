@@ -137,12 +137,17 @@ func Mask(s string, values []string) string {
 }
 
 // matcher finds every occurrence of several values in a byte stream, one
-// Knuth-Morris-Pratt automaton per value.
+// Knuth-Morris-Pratt automaton per value. Only the automata that are part
+// way through their value (active) and those whose value starts with the
+// next byte do any work for it, so many values cost little.
 type matcher struct {
 	vals    []string
-	border  [][]int // border[v][l]: longest proper border of vals[v][:l]
-	state   []int   // bytes of vals[v] matched at the end of the stream
-	lastEnd []int64 // end of vals[v]'s previous occurrence
+	border  [][]int    // border[v][l]: longest proper border of vals[v][:l]
+	state   []int      // bytes of vals[v] matched at the end of the stream
+	lastEnd []int64    // end of vals[v]'s previous occurrence
+	first   [256][]int // first[c]: the values that start with c
+	active  []int      // the values whose state is not 0
+	next    []int      // scratch for the next active
 }
 
 func newMatcher(values []string) *matcher {
@@ -165,6 +170,7 @@ func newMatcher(values []string) *matcher {
 		lastEnd: make([]int64, len(vals)),
 	}
 	for i, v := range vals {
+		m.first[v[0]] = append(m.first[v[0]], i)
 		b := make([]int, len(v)+1)
 		k := 0
 		for j := 1; j < len(v); j++ {
@@ -185,8 +191,15 @@ func newMatcher(values []string) *matcher {
 // mark with each stretch [from, to) of newly found occurrences that was
 // not reported before.
 func (m *matcher) step(c byte, end int64, mark func(from, to int64)) {
-	for i, v := range m.vals {
-		s := m.state[i]
+	next := m.next[:0]
+	for _, i := range m.first[c] {
+		if m.state[i] == 0 { // an active one is advanced below
+			m.state[i] = 1 // values are longer than one byte
+			next = append(next, i)
+		}
+	}
+	for _, i := range m.active {
+		v, s := m.vals[i], m.state[i]
 		for s > 0 && v[s] != c {
 			s = m.border[i][s]
 		}
@@ -200,17 +213,24 @@ func (m *matcher) step(c byte, end int64, mark func(from, to int64)) {
 			s = m.border[i][s]
 		}
 		m.state[i] = s
+		if s > 0 {
+			next = append(next, i)
+		}
 	}
+	m.next, m.active = m.active, next
 }
 
 // held is the length of the longest tail of the stream that is a proper
 // prefix of some value.
 func (m *matcher) held() int {
 	h := 0
-	for _, s := range m.state {
-		h = max(h, s)
+	for _, i := range m.active {
+		h = max(h, m.state[i])
 	}
 	return h
 }
 
-func (m *matcher) reset() { clear(m.state) }
+func (m *matcher) reset() {
+	clear(m.state)
+	m.active = m.active[:0]
+}
