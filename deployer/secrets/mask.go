@@ -1,7 +1,10 @@
 package secrets
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"slices"
 	"strings"
@@ -13,11 +16,22 @@ import (
 // unreadable and would itself tell which short strings are secrets.
 const MinMaskLen = 4
 
+// MinFragmentLen is the shortest fragment of a value that is masked on its
+// own: a line of a multi-line value, or a piece of its base64 encoding.
+// A value's lines are masked one by one because output is rewritten line
+// by line (indented, prefixed with the colour); but a PEM's "-----" or a
+// JSON file's "{", "}" or "true," is structure, not secret, and masking
+// it alone would hide ordinary text everywhere. Lines shorter than this
+// (after trimming blanks) are shown where they stand alone; the value as
+// a whole is masked wherever it appears unbroken.
+const MinFragmentLen = 8
+
 // MaskToken replaces each masked stretch of output.
 const MaskToken = "***"
 
-// MaskWriter replaces every secret value of at least MinMaskLen (4) bytes
-// with "***" in what passes through it; shorter values are not masked.
+// MaskWriter replaces every secret value of at least MinMaskLen (4) bytes,
+// and the forms of it that output commonly holds (see maskForms), with
+// "***" in what passes through it; shorter values are not masked.
 //
 // It streams: after each Write it passes on everything except the
 // longest tail of the input that is the start of some value (that tail
@@ -126,8 +140,8 @@ func (mw *MaskWriter) emit(n int) error {
 	return nil
 }
 
-// Mask returns s with every value of at least MinMaskLen bytes replaced,
-// exactly as a MaskWriter would write it.
+// Mask returns s with every value of at least MinMaskLen bytes, and its
+// forms, replaced, exactly as a MaskWriter would write it.
 func Mask(s string, values []string) string {
 	var b strings.Builder
 	mw := NewMaskWriter(&b, values)
@@ -137,20 +151,23 @@ func Mask(s string, values []string) string {
 }
 
 // matcher finds every occurrence of several values in a byte stream, one
-// Knuth-Morris-Pratt automaton per value.
+// Knuth-Morris-Pratt automaton per value. Only the automata that are part
+// way through their value (active) and those whose value starts with the
+// next byte do any work for it, so a value's many forms cost little.
 type matcher struct {
 	vals    []string
-	border  [][]int // border[v][l]: longest proper border of vals[v][:l]
-	state   []int   // bytes of vals[v] matched at the end of the stream
-	lastEnd []int64 // end of vals[v]'s previous occurrence
+	border  [][]int    // border[v][l]: longest proper border of vals[v][:l]
+	state   []int      // bytes of vals[v] matched at the end of the stream
+	lastEnd []int64    // end of vals[v]'s previous occurrence
+	first   [256][]int // first[c]: the values that start with c
+	active  []int      // the values whose state is not 0
+	next    []int      // scratch for the next active
 }
 
 func newMatcher(values []string) *matcher {
 	var vals []string
 	for _, v := range values {
-		if len(v) >= MinMaskLen {
-			vals = append(vals, v)
-		}
+		vals = append(vals, maskForms(v)...) // none shorter than MinMaskLen
 	}
 	// Longest first, so that the work for a value that contains another
 	// is done first; the result does not depend on the order.
@@ -165,6 +182,7 @@ func newMatcher(values []string) *matcher {
 		lastEnd: make([]int64, len(vals)),
 	}
 	for i, v := range vals {
+		m.first[v[0]] = append(m.first[v[0]], i)
 		b := make([]int, len(v)+1)
 		k := 0
 		for j := 1; j < len(v); j++ {
@@ -185,8 +203,15 @@ func newMatcher(values []string) *matcher {
 // mark with each stretch [from, to) of newly found occurrences that was
 // not reported before.
 func (m *matcher) step(c byte, end int64, mark func(from, to int64)) {
-	for i, v := range m.vals {
-		s := m.state[i]
+	next := m.next[:0]
+	for _, i := range m.first[c] {
+		if m.state[i] == 0 { // an active one is advanced below
+			m.state[i] = 1 // values are longer than one byte
+			next = append(next, i)
+		}
+	}
+	for _, i := range m.active {
+		v, s := m.vals[i], m.state[i]
 		for s > 0 && v[s] != c {
 			s = m.border[i][s]
 		}
@@ -200,17 +225,104 @@ func (m *matcher) step(c byte, end int64, mark func(from, to int64)) {
 			s = m.border[i][s]
 		}
 		m.state[i] = s
+		if s > 0 {
+			next = append(next, i)
+		}
 	}
+	m.next, m.active = m.active, next
 }
 
 // held is the length of the longest tail of the stream that is a proper
 // prefix of some value.
 func (m *matcher) held() int {
 	h := 0
-	for _, s := range m.state {
-		h = max(h, s)
+	for _, i := range m.active {
+		h = max(h, m.state[i])
 	}
 	return h
 }
 
-func (m *matcher) reset() { clear(m.state) }
+func (m *matcher) reset() {
+	clear(m.state)
+	m.active = m.active[:0]
+}
+
+// maskForms returns the strings that masking hides for the value v: none
+// when v is shorter than MinMaskLen, else
+//
+//   - v itself, and v trimmed of surrounding blanks and newlines;
+//   - when v has several lines, each line (trimmed of blanks) of at least
+//     MinFragmentLen bytes, so that a value is still hidden when its lines
+//     are indented or prefixed after it was printed;
+//   - its standard base64 encoding, and that of v and a newline (what
+//     "echo $V | base64" encodes), whole and as base64(1) and openssl wrap
+//     them in lines of 76 and of 64 characters, each piece of at least
+//     MinFragmentLen; and, for each of the three alignments v can have in
+//     an encoded stream, the characters that depend on v's bytes alone,
+//     so that v amid other bytes ("echo K=$V | base64") is hidden but for
+//     the one or two characters at each end that it shares with them;
+//   - its JSON string escapes (without the quotes; with and without the
+//     HTML escapes of encoding/json) and its dotenv double-quoted form as
+//     FormatDotenv writes it (without the quotes), where they differ
+//     from v.
+//
+// Other encodings (URL-safe base64, hex, shell quoting, other tools' JSON
+// escapes of non-ASCII text) are not masked.
+func maskForms(v string) []string {
+	if len(v) < MinMaskLen {
+		return nil
+	}
+	forms := []string{v}
+	add := func(s string, least int) {
+		if len(s) >= least {
+			forms = append(forms, s)
+		}
+	}
+	const blanks = " \t\r\n\f\v"
+	add(strings.Trim(v, blanks), MinMaskLen)
+	if strings.Contains(v, "\n") {
+		for _, line := range strings.Split(v, "\n") {
+			add(strings.Trim(line, blanks), MinFragmentLen)
+		}
+	}
+
+	b64 := base64.StdEncoding
+	n := len(v)
+	starts := []string{b64.EncodeToString([]byte(v)), b64.EncodeToString([]byte(v + "\n"))}
+	for k := range 3 {
+		// v at offset k of a 3-byte group: its bits run from 8k to
+		// 8(k+n) of the encoding of the k bytes before it and v;
+		// character i holds bits 6i to 6i+6.
+		enc := b64.EncodeToString(append(make([]byte, k), v...))
+		core := enc[(8*k+5)/6 : 8*(k+n)/6]
+		add(core, MinFragmentLen)
+		if k == 0 {
+			starts = append(starts, core)
+		}
+	}
+	for _, enc := range starts {
+		add(enc, MinFragmentLen)
+		for _, width := range []int{76, 64} {
+			for s := enc; len(enc) > width && len(s) > 0; {
+				line := s[:min(width, len(s))]
+				add(line, MinFragmentLen)
+				s = s[len(line):]
+			}
+		}
+	}
+
+	for _, html := range []bool{false, true} {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(v) == nil {
+			if s := strings.TrimSuffix(buf.String(), "\n"); len(s) >= 2 && s[1:len(s)-1] != v {
+				forms = append(forms, s[1:len(s)-1])
+			}
+		}
+	}
+	if d := string(appendDotenvValue(nil, v)); d != v {
+		forms = append(forms, d[1:len(d)-1])
+	}
+	return forms
+}

@@ -2,21 +2,25 @@ package secrets
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 )
 
 // naiveMask is the reference for Mask: mark every byte inside any
-// occurrence of any value of 4 bytes or more, then write each run of
-// marked bytes as one "***".
+// occurrence of any form of any value, then write each run of marked
+// bytes as one "***".
 func naiveMask(s string, values []string) string {
 	cov := make([]bool, len(s))
+	var forms []string
 	for _, v := range values {
-		if len(v) < MinMaskLen {
-			continue
-		}
+		forms = append(forms, maskForms(v)...)
+	}
+	for _, v := range forms {
 		for i := 0; i+len(v) <= len(s); i++ {
 			if s[i:i+len(v)] == v {
 				for j := i; j < i+len(v); j++ {
@@ -67,6 +71,132 @@ func TestMask(t *testing.T) {
 				t.Errorf("reference = %q, want %q (bad table entry)", got, tc.want)
 			}
 		})
+	}
+}
+
+// testPEM is a multi-line secret with a line shorter than MinFragmentLen.
+const testPEM = "-----BEGIN TEST PRIVATE KEY-----\n" +
+	"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7Vb4Yx2Kp3mQ9\n" +
+	"Zr8fT1wLs0JdN6uHcE4aVgXyB2nPqR5tKmW9oLjD3sFhG7iUeA1bC0vYxZ8kNwQp\n" +
+	"q7Wc\n" +
+	"-----END TEST PRIVATE KEY-----"
+
+// prefixLines puts prefix before every line of s, as the deploy output
+// does after the command printed it.
+func prefixLines(prefix, s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	return prefix + strings.Join(lines, "\n"+prefix) + "\n"
+}
+
+// wrap breaks s into lines of width characters, as base64(1) does.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	for len(s) > width {
+		b.WriteString(s[:width] + "\n")
+		s = s[width:]
+	}
+	return b.String() + s + "\n"
+}
+
+// A multi-line value is masked line by line once its lines are indented
+// or prefixed; lines shorter than MinFragmentLen stay.
+func TestMaskMultiLinePrefixed(t *testing.T) {
+	values := []string{testPEM}
+	if got := Mask("key: "+testPEM+"\n", values); got != "key: ***\n" {
+		t.Errorf("unbroken value: %q", got)
+	}
+	want := "    ***\n    ***\n    ***\n    q7Wc\n    ***\n"
+	if got := Mask(prefixLines("    ", testPEM), values); got != want {
+		t.Errorf("indented:\n%s\nwant\n%s", got, want)
+	}
+	want = strings.ReplaceAll(want, "    ", "blue | > ")
+	if got := Mask(prefixLines("blue | > ", testPEM), values); got != want {
+		t.Errorf("prefixed:\n%s\nwant\n%s", got, want)
+	}
+	// Blanks around a line and CRLF line ends do not hide it from the mask.
+	crlf := strings.ReplaceAll("  "+strings.ReplaceAll(testPEM, "\n", "\n  "), "\n", "\r\n")
+	if got := Mask(prefixLines("| ", strings.ReplaceAll(crlf, "\r\n", "\n")), []string{crlf}); got != strings.ReplaceAll(want, "blue | > ", "|   ") {
+		t.Errorf("CRLF value with indented lines:\n%s", got)
+	}
+}
+
+// Short lines of a multi-line value are structure, not secret: an empty
+// line, "{", "true," or a line of 7 bytes is not masked on its own, a
+// line of 8 is; a value of 4 bytes or more is still masked whole.
+func TestMaskShortLinesOfAValue(t *testing.T) {
+	v := "{\n\n  \"a\": 1,\n  1234567\n  12345678\n}"
+	in := "{ a true, 1234567 \"a\": 1, 12345678 }\n"
+	if got, want := Mask(in, []string{v}), "{ a true, 1234567 \"a\": 1, *** }\n"; got != want {
+		t.Errorf("Mask = %q, want %q", got, want)
+	}
+	if got := Mask("x "+v+" y", []string{v}); got != "x *** y" {
+		t.Errorf("whole value: %q", got)
+	}
+	if got := Mask("pin 1234\n", []string{"1234\n"}); got != "pin ***" {
+		t.Errorf("a short value with a trailing newline: %q", got)
+	}
+	if f := maskForms("a\nb"); f != nil {
+		t.Errorf("a value under MinMaskLen has forms: %q", f)
+	}
+}
+
+// The encodings a build is likely to print: base64 (one line, wrapped at
+// 76 by base64(1) or 64 by openssl, of the value or of the value and a
+// newline, at any offset), JSON string escapes and the dotenv form.
+func TestMaskEncodedForms(t *testing.T) {
+	v := testPEM
+	values := []string{v}
+	b64 := base64.StdEncoding.EncodeToString
+	jsonOf := func(s string, html bool) string {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		if err := enc.Encode(map[string]string{"key": s}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	// masked is what a text of n lines, each prefix and a value's piece,
+	// becomes.
+	masked := func(prefix, text string) string {
+		return strings.Repeat(prefix+MaskToken+"\n", strings.Count(text, "\n"))
+	}
+	wrapped76 := wrap(b64([]byte(v+"\n")), 76)
+	wrapped64 := wrap(b64([]byte(v)), 64)
+	for _, tc := range []struct{ name, in, want string }{
+		{"base64 -w0", "b64: " + b64([]byte(v)) + "\n", "b64: ***\n"},
+		{"echo | base64 -w0", "b64: " + b64([]byte(v+"\n")) + "\n", "b64: ***\n"},
+		{"echo | base64, indented", prefixLines("    ", wrapped76), masked("    ", wrapped76)},
+		{"openssl base64, prefixed", prefixLines("green | ", wrapped64), masked("green | ", wrapped64)},
+		{"json", jsonOf(v, false), `{"key":"***"}` + "\n"},
+		{"json with a trailing newline", jsonOf(v+"\n", false), `{"key":"***\n"}` + "\n"},
+		{"dotenv", string(FormatDotenv(map[string]string{"PEM": v})), "PEM=\"***\"\n"},
+	} {
+		if strings.Count(tc.want, "\n") < 1 || strings.Count(wrapped76, "\n") < 3 {
+			t.Fatalf("%s: bad table entry", tc.name)
+		}
+		if got := Mask(tc.in, values); got != tc.want {
+			t.Errorf("%s:\n%s\nwant\n%s", tc.name, got, tc.want)
+		}
+	}
+
+	// At any offset in an encoded stream, only the characters that
+	// also depend on the bytes around the value are left.
+	for _, prefix := range []string{"", "K", "K=", "KEY="} {
+		enc := b64([]byte(prefix + v + "\n"))
+		got := Mask(enc, values)
+		before, after, ok := strings.Cut(got, MaskToken)
+		if !ok || strings.Contains(after, MaskToken) || len(before) > 4*((len(prefix)+2)/3) || len(after) > 4 {
+			t.Errorf("base64 of %q+value+newline: %q", prefix, got)
+		}
+	}
+
+	// JSON and dotenv escapes of other characters.
+	odd := "pa\"ss\\word<&>$\t\x01x"
+	for _, in := range []string{jsonOf(odd, false), jsonOf(odd, true), string(FormatDotenv(map[string]string{"K": odd}))} {
+		if got := Mask(in, []string{odd}); strings.Contains(got, "ss") || !strings.Contains(got, MaskToken) {
+			t.Errorf("escaped %q: %q", in, got)
+		}
 	}
 }
 
@@ -213,6 +343,33 @@ func FuzzMask(f *testing.F) {
 			if len(v) >= MinMaskLen && !strings.Contains(v, "*") && strings.Contains(want, v) {
 				t.Fatalf("output still contains value %s", fp(v))
 			}
+			// Nor, once the input is indented line by line, a line of a
+			// value of MinFragmentLen bytes or more.
+			indented := Mask(prefixLines("  ", in), values)
+			for _, line := range strings.Split(v, "\n") {
+				line = strings.TrimSpace(line)
+				if len(v) >= MinMaskLen && len(line) >= MinFragmentLen && !strings.Contains(line, "*") && strings.Contains(indented, line) {
+					t.Fatalf("indented output still contains line %s of a value", fp(line))
+				}
+			}
 		}
 	})
+}
+
+// BenchmarkMaskWriter: ordinary build output through the masker of a
+// site with twenty secrets and a PEM key (about 140 forms to look for).
+func BenchmarkMaskWriter(b *testing.B) {
+	var values []string
+	for i := range 20 {
+		values = append(values, "secret-value-number-"+strings.Repeat("x", i)+"-end")
+	}
+	values = append(values, testPEM)
+	chunk := []byte(strings.Repeat("npm WARN deprecated some-package@1.2.3: this is ordinary build output\n", 100))
+	mw := NewMaskWriter(io.Discard, values)
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		if _, err := mw.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
