@@ -170,8 +170,12 @@ func ListRecords(d Data, site string) ([]Record, error) {
 
 // History reads <site path>/.deploy_history, oldest first. Lines that do
 // not parse (a hand edit, a foreign tool) are skipped.
-func History(s Site) ([]Record, error) {
-	f, err := os.Open(filepath.Join(s.Path, historyFile))
+func History(s Site) ([]Record, error) { return readHistory(s, historyFile) }
+
+// readHistory reads a history file of the site: .deploy_history or its
+// archive.
+func readHistory(s Site, name string) ([]Record, error) {
+	f, err := os.Open(filepath.Join(s.Path, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -183,12 +187,28 @@ func History(s Site) ([]Record, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+		if r, ok := parseHistoryLine(sc.Bytes()); ok {
 			out = append(out, r)
 		}
 	}
 	return out, sc.Err()
+}
+
+func parseHistoryLine(line []byte) (Record, bool) {
+	var r Record
+	if json.Unmarshal(line, &r) != nil || r.ID == "" {
+		return Record{}, false
+	}
+	return r, true
+}
+
+// wroteInto reports whether the history line r says what colour holds
+// now, were it the newest such line: a deploy that checked out or built
+// there, whatever its outcome, or a rollback that made it live. A
+// superseded deploy or a failed rollback changed nothing in it. Both the
+// instant rollback and vacuum (which must keep the line) ask this.
+func wroteInto(r Record, color string) bool {
+	return r.Color == color && r.State != StateSuperseded && (r.Trigger != TriggerRollback || r.State == StateLive)
 }
 
 // appendHistory adds one finished deploy to the site's history. The file
