@@ -211,6 +211,44 @@ func wroteInto(r Record, color string) bool {
 	return r.Color == color && r.State != StateSuperseded && (r.Trigger != TriggerRollback || r.State == StateLive)
 }
 
+// FindDeploy returns deploy id of site s, for rollback --to: its record,
+// or, once vacuum has removed that, its last line in .deploy_history or
+// .deploy_history.archive (a line holds the whole record).
+func FindDeploy(d Data, s Site, id string) (Record, error) {
+	r, err := LoadRecord(d, s.Name, id)
+	if !errors.Is(err, ErrDeployNotFound) {
+		return r, err
+	}
+	for _, name := range []string{historyFile, archiveFile} {
+		h, err := readHistory(s, name)
+		if err != nil {
+			return Record{}, err
+		}
+		for i := len(h) - 1; i >= 0; i-- {
+			if r := h[i]; r.ID == id && r.Site == s.Name {
+				if r.Commit != "" && !isObjectID(r.Commit) {
+					return Record{}, fmt.Errorf("deploy %s: %s of %s has a malformed commit %q", id, name, s.Name, r.Commit)
+				}
+				return r, nil
+			}
+		}
+	}
+	return Record{}, fmt.Errorf("%w: %s has no deploy %s, not even in its archived history (history %s lists its deploys)", ErrDeployNotFound, s.Name, id, s.Name)
+}
+
+// isObjectID reports whether c is a full git object id (SHA-1 or SHA-256).
+func isObjectID(c string) bool {
+	if len(c) != 40 && len(c) != 64 {
+		return false
+	}
+	for _, ch := range c {
+		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // appendHistory adds one finished deploy to the site's history. The file
 // is rewritten atomically so that a crash never leaves a torn line.
 func appendHistory(s Site, r Record) error {

@@ -149,3 +149,35 @@ func TestVacuumKeepsWhatRollbackReads(t *testing.T) {
 		}
 	}
 }
+
+// TestFindDeploy: rollback --to finds a deploy whose record vacuum removed
+// in the history or its archive, and refuses a line whose commit is not
+// an object id.
+func TestFindDeploy(t *testing.T) {
+	e := testEngine(t)
+	site := addSite(t, e, Site{Name: "web"})
+	if err := os.MkdirAll(site.Path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	line := func(id, commit string) string {
+		b, _ := json.Marshal(Record{ID: id, Site: "web", Commit: commit, State: StateLive})
+		return string(b) + "\n"
+	}
+	c := strings.Repeat("ab", 20)
+	writeFile(t, filepath.Join(site.Path, archiveFile), line("20260101-000000-0001", c)+line("20260101-000000-0003", "--output=x"))
+	writeFile(t, filepath.Join(site.Path, historyFile), line("20260101-000000-0002", c))
+	for _, id := range []string{"20260101-000000-0001", "20260101-000000-0002"} {
+		if r, err := FindDeploy(e.Data(), site, id); err != nil || r.Commit != c {
+			t.Errorf("FindDeploy(%s) = %+v, %v", id, r, err)
+		}
+	}
+	if _, err := FindDeploy(e.Data(), site, "20260101-000000-0003"); err == nil || !strings.Contains(err.Error(), "malformed commit") {
+		t.Errorf("a malformed commit: %v", err)
+	}
+	if _, err := FindDeploy(e.Data(), site, "20260101-000000-0009"); err == nil || !strings.Contains(err.Error(), "web has no deploy 20260101-000000-0009") {
+		t.Errorf("an unknown id: %v", err)
+	}
+	if _, err := FindDeploy(e.Data(), site, "../x"); err == nil {
+		t.Error("a malformed id was looked up")
+	}
+}

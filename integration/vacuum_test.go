@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -16,9 +19,21 @@ func failNoTouch(t *testing.T, e *Env, key, site string, n int) {
 	}
 }
 
+// deployIDs maps the commits of a site's live deploys to their ids, from
+// the history in the deploy records (eeveon history before any vacuum).
+func deployIDs(t *testing.T, e *Env, site string) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^(\d{8}-\d{6}-[0-9a-f]{4})\s+live\s+\S+\s+([0-9a-f]{7})`).FindAllStringSubmatch(e.MustEeveon("history", site, "-n", "1000").Stdout, -1) {
+		ids[m[2]] = m[1]
+	}
+	return ids
+}
+
 // TestVacuumKeepsRollback: whatever --keep and --max-age say, vacuum
-// leaves what the instant rollback needs for both colours, and never
-// makes a colour that a failed deploy overwrote look good again.
+// leaves what the instant rollback needs for both colours, what a
+// rollback --to of an old deploy needs, and never makes a colour that a
+// failed deploy overwrote look good again.
 func TestVacuumKeepsRollback(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
@@ -33,6 +48,7 @@ func TestVacuumKeepsRollback(t *testing.T) {
 	if r := repo.Push(admin, "web"); r.Code != 0 || e.Live("web") != "green" {
 		t.Fatalf("push 2: live %q\n%s", e.Live("web"), r.Out())
 	}
+	ids := deployIDs(t, e, "web")
 	serves := func(commit, color string) bool {
 		return e.Live("web") == color && e.ReadSite("web", "public/index.html") == "commit "+commit+" color "+color+"\n"
 	}
@@ -60,15 +76,30 @@ func TestVacuumKeepsRollback(t *testing.T) {
 	e.MustEeveon("vacuum", "--keep", "1", "--max-age", "1ns")
 	rollback(c1, "blue")
 
-	// A failed build overwrote green; vacuum must not drop that line and
-	// leave the older good one of green to be swapped to.
+	// A deploy whose record and history line vacuum moved away can still
+	// be redeployed by its id.
+	if _, err := os.Stat(filepath.Join(e.Data, "deploys", "web", ids[c1[:7]]+".json")); !os.IsNotExist(err) {
+		t.Fatalf("the first deploy's record is still there (%v): the test does not test what it says", err)
+	}
+	r := e.SSH(admin, "rollback", "web", "--to", ids[c1[:7]])
+	if r.Code != 0 || !strings.Contains(r.Stdout, "building green") || !serves(c1, "green") {
+		t.Fatalf("rollback --to a vacuumed deploy: exit %d, live %q\n%s", r.Code, e.Live("web"), r.Out())
+	}
+	// An id that never existed is still a clear error.
+	r = e.SSH(admin, "rollback", "web", "--to", "20200101-000000-abcd")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "web has no deploy 20200101-000000-abcd") || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+		t.Fatalf("rollback --to an unknown id: exit %d\n%s", r.Code, r.Out())
+	}
+
+	// A failed build overwrote blue; vacuum must not drop that line and
+	// leave the older good one of blue to be swapped to.
 	repo.Commit("broken", map[string]string{"build.sh": "#!/bin/sh\nexit 1\n"})
 	if r := repo.Push(admin, "web"); !strings.Contains(r.Stderr, "FAILED") {
 		t.Fatalf("broken push did not fail:\n%s", r.Out())
 	}
 	failNoTouch(t, e, admin, "web", 2)
 	e.MustEeveon("vacuum", "--keep", "1", "--max-age", "1ns")
-	if r := e.SSH(admin, "rollback", "web"); r.Code == 0 || !strings.Contains(r.Stderr, "green no longer holds a good release") || !serves(c1, "blue") {
+	if r := e.SSH(admin, "rollback", "web"); r.Code == 0 || !strings.Contains(r.Stderr, "blue no longer holds a good release") || !serves(c1, "green") {
 		t.Fatalf("rollback onto a colour a failed deploy overwrote, after vacuum: exit %d\n%s", r.Code, r.Out())
 	}
 }
