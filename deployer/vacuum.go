@@ -117,8 +117,33 @@ func (e *Engine) vacuumSite(s Site, opt VacuumOptions, cutoff time.Time, verb st
 		fmt.Fprintf(out, "%s: %s %d deploy records and logs (%d KiB) older than %s\n", s.Name, verb, removed, bytesFreed/1024, opt.MaxAge)
 	}
 
-	// History beyond the last Keep lines goes to the archive, except the
-	// lines that rollback and recovery read (see historyNeeded).
+	if err := e.compactHistory(s, opt, recs, verb, out); err != nil {
+		return err
+	}
+
+	// Temp dirs of interrupted deploys (no deploy runs: we hold the lock).
+	ents, _ := os.ReadDir(s.Path)
+	for _, ent := range ents {
+		if n := ent.Name(); strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, currentTmpName) {
+			if !opt.DryRun {
+				if err := os.RemoveAll(filepath.Join(s.Path, n)); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(out, "%s: %s leftover %s\n", s.Name, verb, n)
+		}
+	}
+	return nil
+}
+
+// compactHistory moves the site's history beyond the last Keep lines to
+// the archive, except the lines that rollback and recovery read (see
+// historyNeeded). It holds histMu: a deploy that gave up waiting for the
+// site lock appends its line without that lock, and the rewrite here
+// must not drop it.
+func (e *Engine) compactHistory(s Site, opt VacuumOptions, recs []Record, verb string, out io.Writer) error {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
 	path := filepath.Join(s.Path, historyFile)
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -176,19 +201,6 @@ func (e *Engine) vacuumSite(s Site, opt VacuumOptions, cutoff time.Time, verb st
 			also = fmt.Sprintf(" and %d older that rollback needs", extraKept)
 		}
 		fmt.Fprintf(out, "%s: %s %d history lines to %s (kept the last %d%s)\n", s.Name, strings.Replace(verb, "remove", "move", 1), len(moved), archiveFile, opt.Keep, also)
-	}
-
-	// Temp dirs of interrupted deploys (no deploy runs: we hold the lock).
-	ents, _ := os.ReadDir(s.Path)
-	for _, ent := range ents {
-		if n := ent.Name(); strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, currentTmpName) {
-			if !opt.DryRun {
-				if err := os.RemoveAll(filepath.Join(s.Path, n)); err != nil {
-					return err
-				}
-			}
-			fmt.Fprintf(out, "%s: %s leftover %s\n", s.Name, verb, n)
-		}
 	}
 	return nil
 }
