@@ -607,7 +607,7 @@ func RollbackTarget(site Site) (Record, error) {
 	for i := len(h) - 1; i >= 0; i-- {
 		r := h[i]
 		// Records that never wrote into a colour dir do not count.
-		if r.Color != target || r.State == StateSuperseded || (r.Trigger == TriggerRollback && r.State != StateLive) {
+		if !wroteInto(r, target) {
 			continue
 		}
 		if r.State != StateLive {

@@ -173,8 +173,12 @@ func ListRecords(d Data, site string) ([]Record, error) {
 
 // History reads <site path>/.deploy_history, oldest first. Lines that do
 // not parse (a hand edit, a foreign tool) are skipped.
-func History(s Site) ([]Record, error) {
-	f, err := os.Open(filepath.Join(s.Path, historyFile))
+func History(s Site) ([]Record, error) { return readHistory(s, historyFile) }
+
+// readHistory reads a history file of the site: .deploy_history or its
+// archive.
+func readHistory(s Site, name string) ([]Record, error) {
+	f, err := os.Open(filepath.Join(s.Path, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -186,12 +190,66 @@ func History(s Site) ([]Record, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+		if r, ok := parseHistoryLine(sc.Bytes()); ok {
 			out = append(out, r)
 		}
 	}
 	return out, sc.Err()
+}
+
+func parseHistoryLine(line []byte) (Record, bool) {
+	var r Record
+	if json.Unmarshal(line, &r) != nil || r.ID == "" {
+		return Record{}, false
+	}
+	return r, true
+}
+
+// wroteInto reports whether the history line r says what colour holds
+// now, were it the newest such line: a deploy that checked out or built
+// there, whatever its outcome, or a rollback that made it live. A
+// superseded deploy or a failed rollback changed nothing in it. Both the
+// instant rollback and vacuum (which must keep the line) ask this.
+func wroteInto(r Record, color string) bool {
+	return r.Color == color && r.State != StateSuperseded && (r.Trigger != TriggerRollback || r.State == StateLive)
+}
+
+// FindDeploy returns deploy id of site s, for rollback --to: its record,
+// or, once vacuum has removed that, its last line in .deploy_history or
+// .deploy_history.archive (a line holds the whole record).
+func FindDeploy(d Data, s Site, id string) (Record, error) {
+	r, err := LoadRecord(d, s.Name, id)
+	if !errors.Is(err, ErrDeployNotFound) {
+		return r, err
+	}
+	for _, name := range []string{historyFile, archiveFile} {
+		h, err := readHistory(s, name)
+		if err != nil {
+			return Record{}, err
+		}
+		for i := len(h) - 1; i >= 0; i-- {
+			if r := h[i]; r.ID == id && r.Site == s.Name {
+				if r.Commit != "" && !isObjectID(r.Commit) {
+					return Record{}, fmt.Errorf("deploy %s: %s of %s has a malformed commit %q", id, name, s.Name, r.Commit)
+				}
+				return r, nil
+			}
+		}
+	}
+	return Record{}, fmt.Errorf("%w: %s has no deploy %s, not even in its archived history (history %s lists its deploys)", ErrDeployNotFound, s.Name, id, s.Name)
+}
+
+// isObjectID reports whether c is a full git object id (SHA-1 or SHA-256).
+func isObjectID(c string) bool {
+	if len(c) != 40 && len(c) != 64 {
+		return false
+	}
+	for _, ch := range c {
+		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // appendHistory adds one finished deploy to the site's history. The file

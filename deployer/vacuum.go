@@ -25,11 +25,11 @@ const archiveFile = ".deploy_history.archive"
 // Vacuum removes what a server accumulates: deploy records and logs older
 // than MaxAge (never those of the live release, the rollback release, a
 // deploy in progress or waiting for approval, nor a site's newest),
-// history beyond the last Keep lines (moved to .deploy_history.archive),
-// temp dirs left by interrupted deploys, and rotated log segments older
-// than MaxAge. It works under each site's lock, so it never races a
-// deploy, and it never touches a colour directory. It reports each action
-// to out.
+// history beyond the last Keep lines (moved to .deploy_history.archive,
+// but for the lines rollback reads: see historyNeeded), temp dirs left by
+// interrupted deploys, and rotated log segments older than MaxAge. It
+// works under each site's lock, so it never races a deploy, and it never
+// touches a colour directory. It reports each action to out.
 func (e *Engine) Vacuum(ctx context.Context, opt VacuumOptions, out io.Writer) error {
 	if opt.Keep < 1 || opt.MaxAge <= 0 {
 		return errors.New("vacuum: --keep must be at least 1 and --max-age positive")
@@ -117,33 +117,8 @@ func (e *Engine) vacuumSite(s Site, opt VacuumOptions, cutoff time.Time, verb st
 		fmt.Fprintf(out, "%s: %s %d deploy records and logs (%d KiB) older than %s\n", s.Name, verb, removed, bytesFreed/1024, opt.MaxAge)
 	}
 
-	// History beyond the last Keep lines goes to the archive.
-	path := filepath.Join(s.Path, historyFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := e.compactHistory(s, opt, recs, verb, out); err != nil {
 		return err
-	}
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	if n := len(lines); n > 0 && len(lines[n-1]) == 0 {
-		lines = lines[:n-1]
-	}
-	if extra := len(lines) - opt.Keep; extra > 0 {
-		if !opt.DryRun {
-			apath := filepath.Join(s.Path, archiveFile)
-			old, err := os.ReadFile(apath)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-			// Archive first: a crash between the two writes duplicates
-			// lines in the archive, it never loses one.
-			if err := WriteFileAtomic(apath, append(old, bytes.Join(lines[:extra], nil)...), 0o644); err != nil {
-				return err
-			}
-			if err := WriteFileAtomic(path, bytes.Join(lines[extra:], nil), 0o644); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(out, "%s: %s %d history lines to %s (kept the last %d)\n", s.Name, strings.Replace(verb, "remove", "move", 1), extra, archiveFile, opt.Keep)
 	}
 
 	// Temp dirs of interrupted deploys (no deploy runs: we hold the lock).
@@ -159,4 +134,117 @@ func (e *Engine) vacuumSite(s Site, opt VacuumOptions, cutoff time.Time, verb st
 		}
 	}
 	return nil
+}
+
+// compactHistory moves the site's history beyond the last Keep lines to
+// the archive, except the lines that rollback and recovery read (see
+// historyNeeded). It holds histMu: a deploy that gave up waiting for the
+// site lock appends its line without that lock, and the rewrite here
+// must not drop it.
+func (e *Engine) compactHistory(s Site, opt VacuumOptions, recs []Record, verb string, out io.Writer) error {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	path := filepath.Join(s.Path, historyFile)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if n := len(lines); n > 0 && len(lines[n-1]) == 0 {
+		lines = lines[:n-1]
+	}
+	h := make([]Record, len(lines))
+	for i, l := range lines {
+		h[i], _ = parseHistoryLine(l)
+	}
+	running := map[string]bool{}
+	for _, r := range recs {
+		if r.State == StateRunning {
+			running[r.ID] = true
+		}
+	}
+	need := historyNeeded(h, running)
+	var kept, moved [][]byte
+	extraKept := 0
+	for i, l := range lines {
+		switch {
+		case i >= len(lines)-opt.Keep:
+			kept = append(kept, l)
+		case need[i]:
+			kept = append(kept, l)
+			extraKept++
+		default:
+			moved = append(moved, l)
+		}
+	}
+	if len(moved) > 0 {
+		if !opt.DryRun {
+			apath := filepath.Join(s.Path, archiveFile)
+			old, err := os.ReadFile(apath)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if len(old) > 0 && !bytes.HasSuffix(old, []byte("\n")) {
+				old = append(old, '\n')
+			}
+			// Archive first: a crash between the two writes duplicates
+			// lines in the archive, it never loses one.
+			if err := WriteFileAtomic(apath, append(old, bytes.Join(moved, nil)...), 0o644); err != nil {
+				return err
+			}
+			if err := WriteFileAtomic(path, bytes.Join(kept, nil), 0o644); err != nil {
+				return err
+			}
+		}
+		also := ""
+		if extraKept > 0 {
+			also = fmt.Sprintf(" and %d older that rollback needs", extraKept)
+		}
+		fmt.Fprintf(out, "%s: %s %d history lines to %s (kept the last %d%s)\n", s.Name, strings.Replace(verb, "remove", "move", 1), len(moved), archiveFile, opt.Keep, also)
+	}
+	return nil
+}
+
+// historyNeeded marks the lines of a site's history h (oldest first; a
+// zero Record for a line that does not parse) that vacuum must leave in
+// .deploy_history whatever --keep says, because the instant rollback,
+// status and the restart of an app read them there:
+//
+//   - for each colour, the newest line that says what the colour holds
+//     (wroteInto): RollbackTarget stops at it, so it decides whether the
+//     colour can be swapped back to, and the lines it passes over on the
+//     way do not count;
+//   - for each colour (and in-place), its newest live line: what the
+//     colour serves once it is live (liveRecord);
+//   - the lines of deploys whose record still says running: Recover
+//     takes their outcome from the history.
+//
+// Both colours count, live or not: a colour directory outlives a spell of
+// in-place deploys and can be swapped back to after it. Every later line
+// either is kept by the same rule or changes nothing those readers see,
+// so the history stays correct for them as more lines are appended. This
+// keeps at most five lines beyond --keep (plus running deploys), however
+// old they are.
+func historyNeeded(h []Record, running map[string]bool) []bool {
+	need := make([]bool, len(h))
+	wrote := map[string]bool{}
+	live := map[string]bool{}
+	for i := len(h) - 1; i >= 0; i-- {
+		r := h[i]
+		if r.ID == "" {
+			continue
+		}
+		if running[r.ID] {
+			need[i] = true
+		}
+		for _, c := range []string{"blue", "green"} {
+			if !wrote[c] && wroteInto(r, c) {
+				wrote[c], need[i] = true, true
+			}
+		}
+		if r.State == StateLive && r.Color != "" && !live[r.Color] {
+			live[r.Color], need[i] = true, true
+		}
+	}
+	return need
 }

@@ -524,7 +524,7 @@ func (rt *Router) rollback(c *call) error {
 	if err := names.DeployID(*to); err != nil {
 		return err
 	}
-	old, err := deployer.LoadRecord(rt.Engine.Data(), s.Name, *to)
+	old, err := deployer.FindDeploy(rt.Engine.Data(), s, *to)
 	if err != nil {
 		return err
 	}
