@@ -4,6 +4,7 @@
 package deployer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -930,7 +931,7 @@ func checkURL(ctx context.Context, url string, timeout time.Duration) error {
 	return nil
 }
 
-// limitedBuffer keeps the last 8 KiB written to it.
+// limitedBuffer keeps the last 8 KiB written to it, from a line start.
 type limitedBuffer struct {
 	mu  sync.Mutex
 	buf []byte
@@ -942,6 +943,11 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	b.buf = append(b.buf, p...)
 	if over := len(b.buf) - 8192; over > 0 {
 		b.buf = b.buf[over:]
+		// Start at a line: the masker matches a secret's lines whole, and
+		// the cut may have fallen inside one.
+		if i := bytes.IndexByte(b.buf, '\n'); i >= 0 {
+			b.buf = b.buf[i+1:]
+		}
 	}
 	return len(p), nil
 }
