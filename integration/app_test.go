@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,13 +43,59 @@ func testAppBinary(t testing.TB) string {
 }
 
 // newAppEnv is an Env whose server checks apps every 50ms and gives them
-// a short grace, so that a deploy takes a fraction of a second.
+// a short grace, so that a deploy takes a fraction of a second. Its app
+// sites get their ports from a range of their own (appPortBlock).
 func newAppEnv(t *testing.T) *Env {
 	t.Helper()
+	lo := appPortBlock(t) // claimed before the server starts, given back after it stopped
 	e := NewEnv(t)
 	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
-		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n")
+		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n" +
+		fmt.Sprintf("port_min = %d\nport_max = %d\n", lo, lo+appPortBlockSize-1))
 	return e
+}
+
+// appPortBlockSize is how many ports a test's app sites pick from.
+const appPortBlockSize = 10
+
+// appPortBlock claims, until the test ends, a block of ports in the
+// default app range (below the kernel's ephemeral ports) that no other
+// test uses, in this run or in another run of the suite at the same
+// time, and returns its first port. Servers of different data dirs do
+// not know each other's ports: with the same range, two tests' sites
+// pick the same ports and one app cannot bind. The claim is a lock on a
+// file per block, which the kernel gives back if the test dies.
+func appPortBlock(t *testing.T) int {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "eeveon-test-app-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for lo := 20000; lo+appPortBlockSize-1 < 30000; lo += appPortBlockSize {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(lo)), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		free := true
+		for p := lo; p < lo+appPortBlockSize && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if free = err == nil; free {
+				ln.Close()
+			}
+		}
+		if !free {
+			f.Close() // something else holds a port of it
+			continue
+		}
+		t.Cleanup(func() { f.Close() })
+		return lo
+	}
+	t.Fatal("no free block of app ports in 20000-29999")
+	return 0
 }
 
 // load sends requests to the proxy until stopped: some workers reuse
@@ -177,7 +224,14 @@ func leftovers(dir string) []string {
 			continue // a zombie holds nothing
 		}
 		if strings.HasPrefix(cwd, dir) || strings.Contains(cmdline, dir) {
-			found = append(found, fmt.Sprintf("pid %d cwd %s: %s", pid, cwd, cmdline))
+			st := ""
+			if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+				st = string(stat[i+2:])
+				if f := strings.Fields(st); len(f) > 3 {
+					st = strings.Join(f[:4], " ") // state ppid pgrp session
+				}
+			}
+			found = append(found, fmt.Sprintf("pid %d (%s) cwd %s: %s", pid, st, cwd, cmdline))
 		}
 	}
 	return found
@@ -309,10 +363,13 @@ func TestAppZeroDowntime(t *testing.T) {
 
 	// kill -9 of the server: the parent-death signal stops its apps; the
 	// next start cleans up after them and starts the live colour again.
+	// The app is recorded once it is behind the proxy, so a little after
+	// the proxy answers with it.
 	state := filepath.Join(e.Data, "state", "apps", "api.json")
-	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), `"pgid"`) {
-		t.Fatalf("app state: %v %s", err, b)
-	}
+	pollUntil(t, 10*time.Second, "the app state to record the live app's process group", func() bool {
+		b, _ := os.ReadFile(state)
+		return strings.Contains(string(b), `"pgid"`)
+	})
 	e.Kill()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(leftovers(e.Dir)) > 0 {
