@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -470,4 +471,118 @@ func TestAppSiteRemoved(t *testing.T) {
 		ports, _ := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
 		return !strings.Contains(string(ports), `"api"`)
 	})
+}
+
+// stoppedAppEnv is an Env with app site api live on its proxy, then
+// stopped, and nothing left of it.
+func stoppedAppEnv(t *testing.T) *Env {
+	t.Helper()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", "127.0.0.1:"+freePort(t), "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("push: exit %d\n%s", r.Code, r.Out())
+	}
+	e.Stop()
+	if left := leftovers(e.Dir); len(left) > 0 {
+		t.Fatalf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
+	}
+	return e
+}
+
+// rawServer is a server started outside the harness, which waits for
+// it to be ready.
+type rawServer struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer // written until done is closed
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// serveRaw starts a server on e's data dir and address.
+func serveRaw(t *testing.T, e *Env) *rawServer {
+	t.Helper()
+	s := &rawServer{cmd: exec.Command(bin, "serve", "--data", e.Data, "--listen", e.Addr), done: make(chan struct{})}
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
+	return s
+}
+
+// wait waits for the server to exit and returns its exit.
+func (s *rawServer) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(90 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+		t.Fatalf("the server did not exit:\n%s", s.out.String())
+		return nil
+	}
+}
+
+// TestAppServerStoppedWhileStarting sends SIGTERM to a server as soon as
+// it has started its live app again, while the rest of it may still be
+// starting: it stops as on any SIGTERM, with status 0 and its app stopped
+// before it exits; not killed by the signal, its app left running on its
+// own for the orphan's grace period.
+func TestAppServerStoppedWhileStarting(t *testing.T) {
+	t.Parallel()
+	e := stoppedAppEnv(t)
+	site := e.SitePath("api")
+	for i := range 5 {
+		s := serveRaw(t, e)
+		// The first process in a colour is the app's supervisor, started
+		// in the background of the server's recovery.
+		deadline := time.Now().Add(30 * time.Second)
+		for len(leftovers(site)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("start %d: the server did not start its app again", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		err := s.wait(t)
+		if left := leftovers(e.Dir); err != nil || len(left) > 0 {
+			t.Fatalf("start %d: SIGTERM while starting: exit %v, processes left after the server exited:\n%s\nserver log:\n%s",
+				i, err, strings.Join(left, "\n"), s.out.String())
+		}
+	}
+}
+
+// TestAppServerFailsToStart: a server whose SSH address is taken exits
+// with an error after its recovery has started the live app again; it
+// stops that app before it exits.
+func TestAppServerFailsToStart(t *testing.T) {
+	t.Parallel()
+	e := stoppedAppEnv(t)
+	ln, err := net.Listen("tcp", e.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := range 5 {
+		s := serveRaw(t, e)
+		err := s.wait(t)
+		left := leftovers(e.Dir)
+		if err == nil || !strings.Contains(s.out.String(), "address already in use") || len(left) > 0 {
+			t.Fatalf("start %d on a taken address: exit %v, processes left after the server exited:\n%s\nserver log:\n%s",
+				i, err, strings.Join(left, "\n"), s.out.String())
+		}
+	}
 }
