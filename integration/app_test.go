@@ -48,9 +48,18 @@ func testAppBinary(t testing.TB) string {
 // sites get their ports from a range of their own (appPortBlock).
 func newAppEnv(t *testing.T) *Env {
 	t.Helper()
+	return newAppEnvHealth(t, "20s")
+}
+
+// newAppEnvHealth is newAppEnv whose deploys wait up to healthTimeout for
+// an app to answer its health check: long enough for an app to start on
+// a loaded machine, unless the test wants apps that never get healthy to
+// fail soon.
+func newAppEnvHealth(t *testing.T, healthTimeout string) *Env {
+	t.Helper()
 	lo := appPortBlock(t) // claimed before the server starts, given back after it stopped
 	e := NewEnv(t)
-	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
+	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"" + healthTimeout + "\"\nhealth_try_timeout = \"1s\"\n" +
 		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n" +
 		fmt.Sprintf("port_min = %d\nport_max = %d\n", lo, lo+appPortBlockSize-1))
 	return e
@@ -178,11 +187,34 @@ func (w *loadWorker) last() string {
 // waitAllSee waits until every worker's latest answer is version v.
 func (l *load) waitAllSee(t *testing.T, v string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, w := range l.workers {
 		for w.last() != v {
 			if time.Now().After(deadline) {
 				t.Fatalf("a client still sees %q, not %q", w.last(), v)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitRequests waits until every worker has made n more requests.
+func (l *load) waitRequests(t *testing.T, n int) {
+	t.Helper()
+	count := func(w *loadWorker) int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.n
+	}
+	from := make([]int, len(l.workers))
+	for i, w := range l.workers {
+		from[i] = count(w)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, w := range l.workers {
+		for count(w) < from[i]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d made %d requests in 30s, want %d", i, count(w)-from[i], n)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -304,7 +336,7 @@ func TestAppZeroDowntime(t *testing.T) {
 	e.MustEeveon("site", "set", "api", "--approval")
 	repo.Commit("v11", map[string]string{"VERSION": "v11\n"})
 	push("awaiting approval")
-	time.Sleep(200 * time.Millisecond)
+	l.waitRequests(t, 20)
 	for i, w := range l.workers {
 		if w.last() != "v9" {
 			t.Fatalf("client %d sees %q while v11 awaits approval", i, w.last())
@@ -347,7 +379,7 @@ func TestAppZeroDowntime(t *testing.T) {
 	}
 	waitVersion := func(v string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			code, body := appGet(t, "http://"+proxy+"/")
 			if code == 200 && body == v {
@@ -367,12 +399,12 @@ func TestAppZeroDowntime(t *testing.T) {
 	// The app is recorded once it is behind the proxy, so a little after
 	// the proxy answers with it.
 	state := filepath.Join(e.Data, "state", "apps", "api.json")
-	pollUntil(t, 10*time.Second, "the app state to record the live app's process group", func() bool {
+	pollUntil(t, 30*time.Second, "the app state to record the live app's process group", func() bool {
 		b, _ := os.ReadFile(state)
 		return strings.Contains(string(b), `"pgid"`)
 	})
 	e.Kill()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // the orphans' grace is 2s
 	for len(leftovers(e.Dir)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("apps outlived a killed server:\n%s", strings.Join(leftovers(e.Dir), "\n"))
@@ -393,7 +425,7 @@ func TestAppZeroDowntime(t *testing.T) {
 func TestAppUnhealthyDeploy(t *testing.T) {
 	t.Parallel()
 	appBin := testAppBinary(t)
-	e := newAppEnv(t)
+	e := newAppEnvHealth(t, "3s") // the time the app that never gets healthy is given
 	admin := e.AddKey("admin", "admin", "")
 	proxy := "127.0.0.1:" + freePort(t)
 	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", proxy,
@@ -418,7 +450,7 @@ func TestAppUnhealthyDeploy(t *testing.T) {
 	if !strings.Contains(r.Stderr, "FAILED") || !strings.Contains(r.Stderr, "app exited") || !strings.Contains(r.Stderr, "CRASH is there") {
 		t.Fatalf("push of an app that exits at start: exit %d\n%s", r.Code, r.Out())
 	}
-	time.Sleep(100 * time.Millisecond)
+	l.waitRequests(t, 20)
 	l.finish(t)
 	for i, w := range l.workers {
 		if strings.Join(w.seq, " ") != "v1" {
@@ -458,7 +490,7 @@ func TestAppSiteRemoved(t *testing.T) {
 		t.Fatalf("proxy answers %d before site rm", code)
 	}
 	e.MustEeveon("site", "rm", "api")
-	pollUntil(t, 10*time.Second, "the app and its proxy to stop and its ports to be given back", func() bool {
+	pollUntil(t, 30*time.Second, "the app and its proxy to stop and its ports to be given back", func() bool {
 		c, err := net.DialTimeout("tcp", proxy, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
