@@ -69,10 +69,11 @@ func newAppEnvHealth(t *testing.T, healthTimeout string) *Env {
 const appPortBlockSize = 10
 
 // appPortBlock claims, until the test ends, a block of ports in the
-// default app range (below the kernel's ephemeral ports) that no other
-// test uses, in this run or in another run of the suite at the same
-// time, and returns its first port. Servers of different data dirs do
-// not know each other's ports: with the same range, two tests' sites
+// upper half of the default app range (below the kernel's ephemeral
+// ports; a server with the default range picks from its bottom) that no
+// other test uses, in this run or in another run of the suite at the
+// same time, and returns its first port. Servers of different data dirs
+// do not know each other's ports: with the same range, two tests' sites
 // pick the same ports and one app cannot bind. The claim is a lock on a
 // file per block, which the kernel gives back if the test dies.
 func appPortBlock(t *testing.T) int {
@@ -81,7 +82,7 @@ func appPortBlock(t *testing.T) int {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for lo := 20000; lo+appPortBlockSize-1 < 30000; lo += appPortBlockSize {
+	for lo := 25000; lo+appPortBlockSize-1 < 30000; lo += appPortBlockSize {
 		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(lo)), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +105,7 @@ func appPortBlock(t *testing.T) int {
 		t.Cleanup(func() { f.Close() })
 		return lo
 	}
-	t.Fatal("no free block of app ports in 20000-29999")
+	t.Fatal("no free block of app ports in 25000-29999")
 	return 0
 }
 
