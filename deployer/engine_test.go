@@ -606,7 +606,8 @@ func TestDeployInPlace(t *testing.T) {
 // the newer one deploys.
 func TestDeploySupersededPush(t *testing.T) {
 	e := testEngine(t)
-	site, first := deployInBackground(t, e, "0.3")
+	release := filepath.Join(t.TempDir(), "release")
+	site, first := deployInBackground(t, e, "until [ -e "+ShellQuote(release)+" ]; do sleep 0.01; done")
 	w := newWorktree(t, e, "hello")
 	old := w.commitOnly(map[string]string{"index.html": "v2"})
 	tip := w.commitOnly(map[string]string{"index.html": "v3"})
@@ -628,9 +629,22 @@ func TestDeploySupersededPush(t *testing.T) {
 			t.Fatal("the older push never waited for the site lock")
 		}
 	}
-	newer := mustDeploy(t, e, Request{Commit: tip, FromPush: true, Trigger: "push"})
+	newerDone := make(chan Record, 1)
+	go func() {
+		r, _, _ := deploy(t, e, Request{Commit: tip, FromPush: true, Trigger: "push"})
+		newerDone <- r
+	}()
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(queuedRecords(t, e, "hello"), "queued") != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the newer push never waited for the site lock")
+		}
+	}
+	writeFile(t, release, "")
+	if r := <-first; r.State != StateLive {
+		t.Fatalf("first deploy = %+v", r)
+	}
+	newer := <-newerDone
 	o := <-older
-	<-first
 	if o.err != nil {
 		t.Fatalf("superseded deploy returned %v\n%s", o.err, o.out)
 	}
@@ -839,7 +853,7 @@ func TestShutdownInterruptsDeploy(t *testing.T) {
 
 func TestShutdownWaitsForDeploy(t *testing.T) {
 	e := testEngine(t)
-	site, done := deployInBackground(t, e, "0.3")
+	site, done := deployInBackground(t, e, "sleep 0.3")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e.Shutdown(ctx)
@@ -920,11 +934,16 @@ func TestConcurrentDeploysDoNotOverlap(t *testing.T) {
 // leaves the running one alone.
 func TestDeployGivesUpWaitingForLock(t *testing.T) {
 	e := testEngine(t)
-	site, first := deployInBackground(t, e, "0.5")
+	// The first build holds the lock until the second deploy gave up.
+	release := filepath.Join(t.TempDir(), "release")
+	site, first := deployInBackground(t, e, "until [ -e "+ShellQuote(release)+" ]; do sleep 0.01; done")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var out bytes.Buffer
 	r, err := e.Deploy(ctx, Request{Site: "hello"}, &out)
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err == nil || r.State != StateInterrupted {
 		t.Errorf("abandoned deploy = %+v, %v", r, err)
 	}
@@ -1013,13 +1032,13 @@ func TestListRecordsSkipsForeignFiles(t *testing.T) {
 	}
 }
 
-// deployInBackground starts a deploy of site hello whose build sleeps for
-// sleep seconds, and returns once the build runs; the channel receives the
-// deploy's record when it ends.
-func deployInBackground(t *testing.T, e *Engine, sleep string) (Site, <-chan Record) {
+// deployInBackground starts a deploy of site hello whose build runs the
+// shell command then, and returns once the build runs; the channel
+// receives the deploy's record when it ends.
+func deployInBackground(t *testing.T, e *Engine, then string) (Site, <-chan Record) {
 	t.Helper()
 	started := filepath.Join(t.TempDir(), "started")
-	site := addSite(t, e, Site{Name: "hello", Build: "touch " + ShellQuote(started) + "; sleep " + sleep})
+	site := addSite(t, e, Site{Name: "hello", Build: "touch " + ShellQuote(started) + "; " + then})
 	w := newWorktree(t, e, "hello")
 	w.commit(map[string]string{"index.html": "v1"})
 	done := make(chan Record, 1)

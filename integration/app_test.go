@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,13 +44,69 @@ func testAppBinary(t testing.TB) string {
 }
 
 // newAppEnv is an Env whose server checks apps every 50ms and gives them
-// a short grace, so that a deploy takes a fraction of a second.
+// a short grace, so that a deploy takes a fraction of a second. Its app
+// sites get their ports from a range of their own (appPortBlock).
 func newAppEnv(t *testing.T) *Env {
 	t.Helper()
+	return newAppEnvHealth(t, "20s")
+}
+
+// newAppEnvHealth is newAppEnv whose deploys wait up to healthTimeout for
+// an app to answer its health check: long enough for an app to start on
+// a loaded machine, unless the test wants apps that never get healthy to
+// fail soon.
+func newAppEnvHealth(t *testing.T, healthTimeout string) *Env {
+	t.Helper()
+	lo := appPortBlock(t) // claimed before the server starts, given back after it stopped
 	e := NewEnv(t)
-	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"3s\"\nhealth_try_timeout = \"1s\"\n" +
-		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n")
+	e.restartWithConfig("[deploy]\nhealth_interval = \"50ms\"\nhealth_timeout = \"" + healthTimeout + "\"\nhealth_try_timeout = \"1s\"\n" +
+		"[app]\ndrain_timeout = \"5s\"\nstop_grace = \"3s\"\n" +
+		fmt.Sprintf("port_min = %d\nport_max = %d\n", lo, lo+appPortBlockSize-1))
 	return e
+}
+
+// appPortBlockSize is how many ports a test's app sites pick from.
+const appPortBlockSize = 10
+
+// appPortBlock claims, until the test ends, a block of ports in the
+// upper half of the default app range (below the kernel's ephemeral
+// ports; a server with the default range picks from its bottom) that no
+// other test uses, in this run or in another run of the suite at the
+// same time, and returns its first port. Servers of different data dirs
+// do not know each other's ports: with the same range, two tests' sites
+// pick the same ports and one app cannot bind. The claim is a lock on a
+// file per block, which the kernel gives back if the test dies.
+func appPortBlock(t *testing.T) int {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "eeveon-test-app-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for lo := 25000; lo+appPortBlockSize-1 < 30000; lo += appPortBlockSize {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(lo)), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		free := true
+		for p := lo; p < lo+appPortBlockSize && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if free = err == nil; free {
+				ln.Close()
+			}
+		}
+		if !free {
+			f.Close() // something else holds a port of it
+			continue
+		}
+		t.Cleanup(func() { f.Close() })
+		return lo
+	}
+	t.Fatal("no free block of app ports in 25000-29999")
+	return 0
 }
 
 // load sends requests to the proxy until stopped: some workers reuse
@@ -130,11 +188,34 @@ func (w *loadWorker) last() string {
 // waitAllSee waits until every worker's latest answer is version v.
 func (l *load) waitAllSee(t *testing.T, v string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, w := range l.workers {
 		for w.last() != v {
 			if time.Now().After(deadline) {
 				t.Fatalf("a client still sees %q, not %q", w.last(), v)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// waitRequests waits until every worker has made n more requests.
+func (l *load) waitRequests(t *testing.T, n int) {
+	t.Helper()
+	count := func(w *loadWorker) int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.n
+	}
+	from := make([]int, len(l.workers))
+	for i, w := range l.workers {
+		from[i] = count(w)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, w := range l.workers {
+		for count(w) < from[i]+n {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d made %d requests in 30s, want %d", i, count(w)-from[i], n)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -177,7 +258,14 @@ func leftovers(dir string) []string {
 			continue // a zombie holds nothing
 		}
 		if strings.HasPrefix(cwd, dir) || strings.Contains(cmdline, dir) {
-			found = append(found, fmt.Sprintf("pid %d cwd %s: %s", pid, cwd, cmdline))
+			st := ""
+			if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+				st = string(stat[i+2:])
+				if f := strings.Fields(st); len(f) > 3 {
+					st = strings.Join(f[:4], " ") // state ppid pgrp session
+				}
+			}
+			found = append(found, fmt.Sprintf("pid %d (%s) cwd %s: %s", pid, st, cwd, cmdline))
 		}
 	}
 	return found
@@ -249,7 +337,7 @@ func TestAppZeroDowntime(t *testing.T) {
 	e.MustEeveon("site", "set", "api", "--approval")
 	repo.Commit("v11", map[string]string{"VERSION": "v11\n"})
 	push("awaiting approval")
-	time.Sleep(200 * time.Millisecond)
+	l.waitRequests(t, 20)
 	for i, w := range l.workers {
 		if w.last() != "v9" {
 			t.Fatalf("client %d sees %q while v11 awaits approval", i, w.last())
@@ -292,7 +380,7 @@ func TestAppZeroDowntime(t *testing.T) {
 	}
 	waitVersion := func(v string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			code, body := appGet(t, "http://"+proxy+"/")
 			if code == 200 && body == v {
@@ -309,12 +397,15 @@ func TestAppZeroDowntime(t *testing.T) {
 
 	// kill -9 of the server: the parent-death signal stops its apps; the
 	// next start cleans up after them and starts the live colour again.
+	// The app is recorded once it is behind the proxy, so a little after
+	// the proxy answers with it.
 	state := filepath.Join(e.Data, "state", "apps", "api.json")
-	if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), `"pgid"`) {
-		t.Fatalf("app state: %v %s", err, b)
-	}
+	pollUntil(t, 30*time.Second, "the app state to record the live app's process group", func() bool {
+		b, _ := os.ReadFile(state)
+		return strings.Contains(string(b), `"pgid"`)
+	})
 	e.Kill()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // the orphans' grace is 2s
 	for len(leftovers(e.Dir)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("apps outlived a killed server:\n%s", strings.Join(leftovers(e.Dir), "\n"))
@@ -335,7 +426,7 @@ func TestAppZeroDowntime(t *testing.T) {
 func TestAppUnhealthyDeploy(t *testing.T) {
 	t.Parallel()
 	appBin := testAppBinary(t)
-	e := newAppEnv(t)
+	e := newAppEnvHealth(t, "3s") // the time the app that never gets healthy is given
 	admin := e.AddKey("admin", "admin", "")
 	proxy := "127.0.0.1:" + freePort(t)
 	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", proxy,
@@ -360,7 +451,7 @@ func TestAppUnhealthyDeploy(t *testing.T) {
 	if !strings.Contains(r.Stderr, "FAILED") || !strings.Contains(r.Stderr, "app exited") || !strings.Contains(r.Stderr, "CRASH is there") {
 		t.Fatalf("push of an app that exits at start: exit %d\n%s", r.Code, r.Out())
 	}
-	time.Sleep(100 * time.Millisecond)
+	l.waitRequests(t, 20)
 	l.finish(t)
 	for i, w := range l.workers {
 		if strings.Join(w.seq, " ") != "v1" {
@@ -400,7 +491,7 @@ func TestAppSiteRemoved(t *testing.T) {
 		t.Fatalf("proxy answers %d before site rm", code)
 	}
 	e.MustEeveon("site", "rm", "api")
-	pollUntil(t, 10*time.Second, "the app and its proxy to stop and its ports to be given back", func() bool {
+	pollUntil(t, 30*time.Second, "the app and its proxy to stop and its ports to be given back", func() bool {
 		c, err := net.DialTimeout("tcp", proxy, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -413,4 +504,118 @@ func TestAppSiteRemoved(t *testing.T) {
 		ports, _ := os.ReadFile(filepath.Join(e.Data, "state", "ports.json"))
 		return !strings.Contains(string(ports), `"api"`)
 	})
+}
+
+// stoppedAppEnv is an Env with app site api live on its proxy, then
+// stopped, and nothing left of it.
+func stoppedAppEnv(t *testing.T) *Env {
+	t.Helper()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	e.MustEeveon("site", "add", "api", "--start", "exec "+appBin, "--proxy", "127.0.0.1:"+freePort(t), "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("push: exit %d\n%s", r.Code, r.Out())
+	}
+	e.Stop()
+	if left := leftovers(e.Dir); len(left) > 0 {
+		t.Fatalf("processes left after the server stopped:\n%s", strings.Join(left, "\n"))
+	}
+	return e
+}
+
+// rawServer is a server started outside the harness, which waits for
+// it to be ready.
+type rawServer struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer // written until done is closed
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// serveRaw starts a server on e's data dir and address.
+func serveRaw(t *testing.T, e *Env) *rawServer {
+	t.Helper()
+	s := &rawServer{cmd: exec.Command(bin, "serve", "--data", e.Data, "--listen", e.Addr), done: make(chan struct{})}
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
+	return s
+}
+
+// wait waits for the server to exit and returns its exit.
+func (s *rawServer) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(90 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+		t.Fatalf("the server did not exit:\n%s", s.out.String())
+		return nil
+	}
+}
+
+// TestAppServerStoppedWhileStarting sends SIGTERM to a server as soon as
+// it has started its live app again, while the rest of it may still be
+// starting (ten times: the signal does not always come that early): it stops as on any SIGTERM, with status 0 and its app stopped
+// before it exits; not killed by the signal, its app left running on its
+// own for the orphan's grace period.
+func TestAppServerStoppedWhileStarting(t *testing.T) {
+	t.Parallel()
+	e := stoppedAppEnv(t)
+	site := e.SitePath("api")
+	for i := range 10 {
+		s := serveRaw(t, e)
+		// The first process in a colour is the app's supervisor, started
+		// in the background of the server's recovery.
+		deadline := time.Now().Add(30 * time.Second)
+		for len(leftovers(site)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("start %d: the server did not start its app again", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		err := s.wait(t)
+		if left := leftovers(e.Dir); err != nil || len(left) > 0 {
+			t.Fatalf("start %d: SIGTERM while starting: exit %v, processes left after the server exited:\n%s\nserver log:\n%s",
+				i, err, strings.Join(left, "\n"), s.out.String())
+		}
+	}
+}
+
+// TestAppServerFailsToStart: a server whose SSH address is taken exits
+// with an error after its recovery has started the live app again; it
+// stops that app before it exits.
+func TestAppServerFailsToStart(t *testing.T) {
+	t.Parallel()
+	e := stoppedAppEnv(t)
+	ln, err := net.Listen("tcp", e.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := range 10 {
+		s := serveRaw(t, e)
+		err := s.wait(t)
+		left := leftovers(e.Dir)
+		if err == nil || !strings.Contains(s.out.String(), "address already in use") || len(left) > 0 {
+			t.Fatalf("start %d on a taken address: exit %v, processes left after the server exited:\n%s\nserver log:\n%s",
+				i, err, strings.Join(left, "\n"), s.out.String())
+		}
+	}
 }

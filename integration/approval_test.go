@@ -117,7 +117,7 @@ func TestApprovalExpires(t *testing.T) {
 	if m == nil {
 		t.Fatalf("push did not wait for approval:\n%s", r.Out())
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(e.MustEeveon("history", "critical").Stdout, m[2]+"  expired") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the pending deploy did not expire:\n%s", e.MustEeveon("history", "critical").Stdout)

@@ -153,6 +153,12 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 		notifier.Links = web
 	}
 	notifier.Start()
+	// From here on SIGTERM is a graceful stop, also while the server is
+	// still starting: the recovery starts apps, and a server killed by
+	// the signal's default action would leave them running on their own.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	engine.Recover()
 	sites, errs := deployer.ListSites(d)
 	for _, err := range errs {
@@ -195,6 +201,16 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 			}
 		}
 	}()
+	// A start that fails from here on stops what the recovery started
+	// before it returns.
+	abort := func(err error) error {
+		stopTick()
+		<-tickDone
+		grace, cancel := context.WithTimeout(context.Background(), cfg.Deploy.ShutdownTimeout.Duration)
+		defer cancel()
+		engine.Shutdown(grace)
+		return err
+	}
 	ctl := &control.Server{
 		Path: d.Socket(), AdminGroup: cfg.AdminGroup, Log: logger.WithPrefix("control"),
 		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
@@ -202,7 +218,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 		},
 	}
 	if err := ctl.Listen(); err != nil {
-		return err
+		return abort(err)
 	}
 	go func() {
 		if err := ctl.Serve(ctx); err != nil {
@@ -215,7 +231,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 		ssh = &sshd.Server{Data: d, Config: cfg.SSH, Keys: store, Router: router, Log: logger.WithPrefix("ssh")}
 		if err := ssh.Listen(cfg.Listen); err != nil {
 			ctl.Close()
-			return err
+			return abort(err)
 		}
 		go func() {
 			if err := ssh.Serve(); err != nil {
@@ -265,8 +281,6 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	defer os.Remove(d.ServerState())
 	logger.Info("ready", "sites", len(sites), "socket", d.Socket())
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	logger.Info("shutting down", "signal", s.String(), "grace", cfg.Deploy.ShutdownTimeout.Duration)
 	signal.Stop(sig) // a second signal kills at once

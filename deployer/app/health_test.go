@@ -19,7 +19,7 @@ func TestWaitHealthy(t *testing.T) {
 		}
 		defer p.Stop(context.Background(), time.Second)
 		url := fmt.Sprintf("http://127.0.0.1:%d/up", port)
-		if err := WaitHealthy(context.Background(), url, 50*time.Millisecond, time.Second, 5*time.Second, p.Done()); err != nil {
+		if err := WaitHealthy(context.Background(), url, 50*time.Millisecond, time.Second, 30*time.Second, p.Done()); err != nil {
 			t.Fatalf("WaitHealthy: %v", err)
 		}
 		if took := time.Since(start); took < 500*time.Millisecond {

@@ -88,7 +88,7 @@ func startApp(t *testing.T, version string, env ...string) (*Process, *Backend, 
 	}
 	t.Cleanup(func() { _ = p.Stop(context.Background(), 2*time.Second) })
 	b := NewBackend(version, port)
-	if err := WaitHealthy(context.Background(), b.URL()+"/up", 20*time.Millisecond, time.Second, 5*time.Second, p.Done()); err != nil {
+	if err := WaitHealthy(context.Background(), b.URL()+"/up", 20*time.Millisecond, time.Second, 30*time.Second, p.Done()); err != nil {
 		t.Fatalf("app %s: %v\n%s", version, err, out)
 	}
 	return p, b, out

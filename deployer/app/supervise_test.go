@@ -47,7 +47,7 @@ func TestSupervisorRestartsWithBackoffAndStops(t *testing.T) {
 	}
 	min, max := 50*time.Millisecond, 200*time.Millisecond
 	s := Supervise(p, spec, log.New(logs), Policy{MinDelay: min, MaxDelay: max, ResetAfter: 10 * time.Second, OnEvent: rec.add})
-	if !eventually(5*time.Second, func() bool { r, _ := rec.kinds(EventRestarted); return len(r) >= 5 }) {
+	if !eventually(30*time.Second, func() bool { r, _ := rec.kinds(EventRestarted); return len(r) >= 5 }) {
 		t.Fatalf("no 5 restarts; events %+v", rec.events)
 	}
 	if err := s.Stop(context.Background(), time.Second); err != nil {
@@ -90,7 +90,7 @@ func TestSupervisorResetsTheDelayAfterAGoodRun(t *testing.T) {
 	}
 	s := Supervise(p, spec, nil, Policy{MinDelay: 50 * time.Millisecond, MaxDelay: time.Second, ResetAfter: 200 * time.Millisecond, OnEvent: rec.add})
 	defer s.Stop(context.Background(), time.Second)
-	if !eventually(5*time.Second, func() bool { e, _ := rec.kinds(EventExited); return len(e) >= 3 }) {
+	if !eventually(30*time.Second, func() bool { e, _ := rec.kinds(EventExited); return len(e) >= 3 }) {
 		t.Fatal("no 3 exits")
 	}
 	exited, _ := rec.kinds(EventExited)
@@ -129,14 +129,14 @@ func TestSupervisorBringsBackACrashedApp(t *testing.T) {
 	if err := KillGroup(p.Pgid(), 0); err != nil { // a crash
 		t.Fatal(err)
 	}
-	if !eventually(5*time.Second, func() bool { r, _ := rec.kinds(EventRestarted); return len(r) == 1 }) {
+	if !eventually(30*time.Second, func() bool { r, _ := rec.kinds(EventRestarted); return len(r) == 1 }) {
 		t.Fatalf("no restart: %+v", rec.events)
 	}
 	np := s.Current()
 	if np == p || np.Pid() == p.Pid() {
 		t.Fatal("Current is still the crashed process")
 	}
-	if err := WaitHealthy(context.Background(), b.URL()+"/up", 20*time.Millisecond, time.Second, 5*time.Second, np.Done()); err != nil {
+	if err := WaitHealthy(context.Background(), b.URL()+"/up", 20*time.Millisecond, time.Second, 30*time.Second, np.Done()); err != nil {
 		t.Fatalf("restarted app: %v", err)
 	}
 }

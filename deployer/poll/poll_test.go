@@ -385,9 +385,9 @@ func TestLoopDeploysPicksUpSitesAndStops(t *testing.T) {
 		}
 		t.Fatalf("%s: %s not live within %s; history %+v", site, want[:7], within, f.history(site))
 	}
-	waitLive("web", c1, 5*time.Second)
+	waitLive("web", c1, 30*time.Second)
 	c2 := web.Commit("v2")
-	waitLive("web", c2, 5*time.Second)
+	waitLive("web", c2, 30*time.Second)
 
 	// A site added while the poller runs is picked up; one with a long
 	// interval polls at once when triggered.
@@ -396,13 +396,13 @@ func TestLoopDeploysPicksUpSitesAndStops(t *testing.T) {
 	f.addSite("api", api.URL(), func(s *deployer.Site) { s.PollInterval.Duration = time.Hour })
 	time.Sleep(100 * time.Millisecond)
 	p.Trigger("api")
-	waitLive("api", a1, 5*time.Second)
+	waitLive("api", a1, 30*time.Second)
 
 	// A removed site is no longer polled.
 	if err := deployer.RemoveSite(f.data, "api"); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, f.logs, "api: no longer polled", 5*time.Second)
+	waitLog(t, f.logs, "api: no longer polled", 30*time.Second)
 	api.Commit("a2")
 	p.Trigger("api")
 	time.Sleep(300 * time.Millisecond)
