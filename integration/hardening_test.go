@@ -146,6 +146,10 @@ func TestHardenNoPtyNoShell(t *testing.T) {
 		!strings.HasSuffix(r.Stderr, "eeveon: no shell here; run one of the commands above, e.g. ssh HOST status\n") {
 		t.Errorf("shell request: exit %d\nstdout %q\nstderr %q", r.Code, r.Stdout, r.Stderr)
 	}
+	// A blank command is no command: the same answer as in OpenSSH mode.
+	if r := e.SSH(admin, "   "); r.Code != 1 || !strings.Contains(r.Stderr, "eeveon: no shell here") {
+		t.Errorf("blank command: exit %d\nstdout %q\nstderr %q", r.Code, r.Stdout, r.Stderr)
+	}
 	if _, ok := rbFindAudit(e.rbAudit(), func(ev rbAuditEvent) bool {
 		return ev.User == "alice" && ev.Command == "shell" && ev.Outcome == "denied"
 	}); !ok {

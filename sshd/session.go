@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -43,7 +44,9 @@ func (s *Server) handle(sess ssh.Session) {
 		return
 	}
 	raw := sess.RawCommand()
-	if raw == "" {
+	if strings.TrimSpace(raw) == "" {
+		// No command (a shell request) or only blanks: the same answer as
+		// eeveon shell gives in OpenSSH mode.
 		// A shell request: there is no shell, only the command surface.
 		s.Router.Run(sess.Context(), id, []string{"help"}, command.IO{Stdout: sess.Stderr(), Stderr: sess.Stderr()})
 		fmt.Fprintln(sess.Stderr(), "eeveon: no shell here; run one of the commands above, e.g. ssh HOST status")
