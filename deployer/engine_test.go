@@ -960,7 +960,28 @@ func TestDeployGivesUpWaitingForLock(t *testing.T) {
 
 // TestBuildHasNoStdin: a build reading stdin gets EOF, not the server's
 // stdin.
+// TestBuildHasNoStdin: a build never reads the server's stdin. The test
+// puts a pipe holding data on this process's fd 0 (go test's own stdin is
+// /dev/null, which would hide a build that inherits it).
 func TestBuildHasNoStdin(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Dup2(int(pr.Fd()), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Dup2(saved, 0)
+		syscall.Close(saved)
+		pr.Close()
+	})
+	fmt.Fprintln(pw, "the server's stdin")
+	pw.Close()
 	e := testEngine(t)
 	site := addSite(t, e, Site{Name: "hello", Build: "cat > stdin.txt"})
 	w := newWorktree(t, e, "hello")
