@@ -34,9 +34,16 @@ integration:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./... 2>&1 | $(GO) run ./integration/internal/benchtable
 
+# Every fuzz target, FUZZTIME each (go test -fuzz takes one target at a
+# time); the list is found, so a new target is fuzzed without an edit here.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./deployer/command
-	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime 30s ./keys
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for fz in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$fz"; \
+			$(GO) test -run '^$$' -fuzz "^$$fz$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 vet:
 	$(GO) vet ./...
