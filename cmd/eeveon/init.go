@@ -36,7 +36,7 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 
 [vacuum]
 # interval = "24h"   # how often the server cleans up ("0s": never)
-# keep = 100         # history lines kept per site; older ones go to .deploy_history.archive
+# keep = 100         # history lines kept per site (plus those a rollback needs); older ones go to .deploy_history.archive
 # max_age = "720h"   # deploy logs and log segments older than this are removed
 
 [deploy]
