@@ -16,6 +16,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/eeveon/eeveon/keys"
 )
@@ -63,18 +64,49 @@ type Frame struct {
 // maxRequest bounds a request line (arguments plus input).
 const maxRequest = 1 << 20
 
+// clientWriteTimeout bounds how long the server waits for a client to take
+// a frame. Past it the client is dropped: what it asked for (a deploy)
+// goes on without it and ends by its own timeouts, never held by a client
+// that stopped reading.
+var clientWriteTimeout = 30 * time.Second
+
 // frameWriter sends writes as frames on one stream. Writers of both
-// streams share the encoder's lock.
+// streams share the connection's state.
 type frameWriter struct {
-	mu     *sync.Mutex
-	enc    *json.Encoder
+	c      *frameConn
 	stream int
 }
 
+// frameConn is the answer's side of a connection: one encoder, one lock,
+// and once a write failed or timed out, no more writes (a frame may have
+// been cut).
+type frameConn struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	enc    *json.Encoder
+	broken error
+}
+
+func newFrameConn(conn net.Conn) *frameConn {
+	return &frameConn{conn: conn, enc: json.NewEncoder(conn)}
+}
+
+func (c *frameConn) send(f Frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return c.broken
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+	if err := c.enc.Encode(f); err != nil {
+		c.broken = err
+		return err
+	}
+	return nil
+}
+
 func (f *frameWriter) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.enc.Encode(Frame{Stream: f.stream, Data: p}); err != nil {
+	if err := f.c.send(Frame{Stream: f.stream, Data: p}); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -288,8 +288,12 @@ func TestMain(m *testing.M) {
 		if os.Getenv("EEVEON_TEST_CONTROL_CLAIM") != "" {
 			claim = &keys.Identity{User: "alice", Role: keys.RoleAdmin, Source: "ssh"}
 		}
+		req := Request{Args: []string{"status"}, Claim: claim}
+		if os.Getenv("EEVEON_TEST_CONTROL_PUSH") != "" {
+			req = Request{Push: &Push{Site: "web", Ref: "refs/heads/main", Old: strings.Repeat("0", 40), New: strings.Repeat("1", 40)}}
+		}
 		var stdout, stderr bytes.Buffer
-		code, err := Call(sock, Request{Args: []string{"status"}, Claim: claim}, &stdout, &stderr)
+		code, err := Call(sock, req, &stdout, &stderr)
 		fmt.Printf("uid=%d code=%d err=%v\nstdout=%q\nstderr=%q\n", os.Getuid(), code, err, stdout.String(), stderr.String())
 		os.Exit(0)
 	}
@@ -323,9 +327,9 @@ func TestClaimFromOtherUser(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := func(claim bool) string {
+	run := func(claim bool, extra ...string) string {
 		cmd := exec.Command(bin)
-		cmd.Env = []string{"EEVEON_TEST_CONTROL_SOCKET=" + s.Path, "PATH=/usr/bin:/bin"}
+		cmd.Env = append([]string{"EEVEON_TEST_CONTROL_SOCKET=" + s.Path, "PATH=/usr/bin:/bin"}, extra...)
 		if claim {
 			cmd.Env = append(cmd.Env, "EEVEON_TEST_CONTROL_CLAIM=1")
 		}
@@ -347,5 +351,48 @@ func TestClaimFromOtherUser(t *testing.T) {
 	nobody, _ := user.LookupId("65534")
 	if !strings.Contains(out, "code=0 ") || !strings.Contains(out, `stdout="id `+nobody.Username+` deployer local`) {
 		t.Errorf("uid 65534 without a claim:\n%s", out)
+	}
+	// A push is handed over only by the repository's hook: a deployer on
+	// the box could otherwise deploy any commit in the repository.
+	out = run(false, "EEVEON_TEST_CONTROL_PUSH=1")
+	t.Logf("a push request:\n%s", out)
+	if !strings.Contains(out, "code=1 ") || !strings.Contains(out, "permission denied: a push is handed over by the repository's hook") || strings.Contains(out, "stdout=\"id ") {
+		t.Errorf("push request from uid 65534 was not refused:\n%s", out)
+	}
+}
+
+// TestClientThatStopsReading: a client that sends its request and never
+// reads the answer does not hold the handler (a deploy, the site lock):
+// past clientWriteTimeout it is dropped and the handler runs to its end.
+func TestClientThatStopsReading(t *testing.T) {
+	defer func(d time.Duration) { clientWriteTimeout = d }(clientWriteTimeout)
+	clientWriteTimeout = 200 * time.Millisecond
+	finished := make(chan int, 1)
+	s := startServer(t, func(ctx context.Context, id keys.Identity, req Request, stdout, stderr io.Writer) Result {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		failed := 0
+		for range 200 { // 12.5 MiB, far more than the socket buffers hold
+			if _, err := stdout.Write(chunk); err != nil {
+				failed++
+			}
+		}
+		finished <- failed
+		return Result{}
+	})
+	conn, err := net.Dial("unix", s.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(`{"args":["big"]}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case failed := <-finished:
+		if failed == 0 {
+			t.Error("every write succeeded although nothing was read")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler is still blocked on a client that does not read")
 	}
 }

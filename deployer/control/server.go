@@ -98,14 +98,13 @@ func (s *Server) Close() {
 }
 
 func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
-	var mu sync.Mutex
-	enc := json.NewEncoder(conn)
-	stdout := &frameWriter{mu: &mu, enc: enc, stream: 1}
-	stderr := &frameWriter{mu: &mu, enc: enc, stream: 2}
+	fc := newFrameConn(conn)
+	stdout := &frameWriter{c: fc, stream: 1}
+	stderr := &frameWriter{c: fc, stream: 2}
 	exitWith := func(res Result) {
-		mu.Lock()
-		defer mu.Unlock()
-		_ = enc.Encode(Frame{Exit: &res.Code, Reason: res.Reason})
+		if err := fc.send(Frame{Exit: &res.Code, Reason: res.Reason}); err != nil {
+			s.Log.Warn("control: the client went away or stopped reading; it did not get the outcome", "err", err)
+		}
 	}
 	exit := func(code int) { exitWith(Result{Code: code}) }
 	cred, err := peerCred(conn)
