@@ -51,6 +51,11 @@ type Request struct {
 	// it is superseded by the newer one instead of deploying an old
 	// commit over a newer one.
 	FromPush bool
+	// Old is the branch's commit the push was made against (all zeros:
+	// the branch did not exist), git's old-oid: the push moves the branch
+	// from Old to Commit as it arrives, or is refused if the branch is no
+	// longer at Old, as git itself would. Empty: not a push of the branch.
+	Old string
 }
 
 // Engine runs deploys. One per data dir, owned by the daemon.
@@ -63,10 +68,7 @@ type Engine struct {
 	locks   map[string]chan struct{}
 	running map[string]Record
 	pending map[string]Record // deploys waiting for approval, by site
-	// newest is the newest deploy started by a push or the poller, by
-	// site, while it waits or runs: an older one still waiting is
-	// superseded by it.
-	newest  map[string]Record
+	pushes  pushQueue         // the order of deploys started by pushes and the poller
 	closing bool
 	wg      sync.WaitGroup
 
@@ -94,7 +96,7 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	return &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		pending: map[string]Record{}, newest: map[string]Record{}, apps: map[string]*appSite{},
+		pending: map[string]Record{}, apps: map[string]*appSite{},
 		hard: hard, hardCancel: cancel,
 	}
 }
@@ -191,7 +193,7 @@ func (p progress) step(format string, args ...any) {
 // output); only a server shutdown past its grace period interrupts it.
 // The returned error is non-nil when the deploy did not go live.
 func (e *Engine) Deploy(ctx context.Context, req Request, out io.Writer) (Record, error) {
-	return e.run(ctx, req, out, func(j *job) error { return e.pipeline(j, req.FromPush) })
+	return e.run(ctx, req, out, e.pipeline)
 }
 
 // Rollback swaps current back to the other colour without a rebuild,
@@ -210,6 +212,9 @@ type job struct {
 	l    *log.Logger
 	// approved is set when an admin's approval is being carried out.
 	approved bool
+	// pushSeq is the place of a push's deploy in the site's push order
+	// (0: not a push).
+	pushSeq uint64
 	// secrets are the site's secrets, decrypted for this job only; every
 	// byte of output passes a masker that hides their values.
 	secrets    map[string]string
@@ -302,16 +307,15 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	}
 	j.l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
 	if req.FromPush {
-		e.mu.Lock()
-		e.newest[site.Name] = *r
-		e.mu.Unlock()
-		defer func() {
-			e.mu.Lock()
-			if n, ok := e.newest[site.Name]; ok && n.ID == r.ID {
-				delete(e.newest, site.Name)
-			}
-			e.mu.Unlock()
-		}()
+		j.pushSeq = e.pushes.enqueue(site.Name, *r)
+		defer e.pushes.drop(site.Name, j.pushSeq)
+	}
+	if req.Old != "" {
+		// The push updates the branch as it arrives, as git would; the
+		// outcome of its deploy may move it back (see branch.go).
+		if err := e.acceptPush(ctx, site, req.Old, req.Commit); err != nil {
+			return *r, e.failStep(j, "push", StateFailed, err.Error(), err)
+		}
 	}
 
 	// Waiting for the lock may be abandoned by the client or a shutdown.
@@ -383,13 +387,10 @@ func (e *Engine) phase(j *job, phase string) {
 	e.setRunning(j.r)
 }
 
-func (e *Engine) pipeline(j *job, fromPush bool) error {
+func (e *Engine) pipeline(j *job) error {
 	ctx, site, r, p := e.hard, j.site, j.r, j.p
-	if fromPush {
-		e.mu.Lock()
-		newer, ok := e.newest[site.Name]
-		e.mu.Unlock()
-		if ok && newer.ID != r.ID {
+	if j.pushSeq > 0 {
+		if newer, ok := e.pushes.take(site.Name, j.pushSeq); ok {
 			why := fmt.Sprintf("deploy %s (%s) arrived after this one and deploys in its place", newer.ID, newer.Short())
 			e.finish(j, StateSuperseded, why)
 			return errSuperseded
@@ -674,6 +675,7 @@ func (e *Engine) finish(j *job, state, why string) {
 		delete(e.pending, site.Name)
 	}
 	e.mu.Unlock()
+	e.settleBranch(j, state)
 	switch {
 	case state == StateLive && (r.Trigger == TriggerRollback || r.Trigger == TriggerRollbackTo):
 		e.emit("rolled_back", j)
@@ -684,10 +686,6 @@ func (e *Engine) finish(j *job, state, why string) {
 	}
 	switch state {
 	case StateLive:
-		if err := e.moveBranch(site, r); err != nil {
-			l.Warn("move the branch to the live commit", "err", err)
-			p.step("warning: %s stays where it was on the server (%v); the deploy is live", site.Branch, err)
-		}
 		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
 		p.step("deploy %s finished in %s", r.ID, r.Duration())
 	case StateSuperseded:

@@ -229,7 +229,7 @@ func FindDeploy(d Data, s Site, id string) (Record, error) {
 		}
 		for i := len(h) - 1; i >= 0; i-- {
 			if r := h[i]; r.ID == id && r.Site == s.Name {
-				if r.Commit != "" && !isObjectID(r.Commit) {
+				if r.Commit != "" && names.Commit(r.Commit) != nil {
 					return Record{}, fmt.Errorf("deploy %s: %s of %s has a malformed commit %q", id, name, s.Name, r.Commit)
 				}
 				return r, nil
@@ -237,19 +237,6 @@ func FindDeploy(d Data, s Site, id string) (Record, error) {
 		}
 	}
 	return Record{}, fmt.Errorf("%w: %s has no deploy %s, not even in its archived history (history %s lists its deploys)", ErrDeployNotFound, s.Name, id, s.Name)
-}
-
-// isObjectID reports whether c is a full git object id (SHA-1 or SHA-256).
-func isObjectID(c string) bool {
-	if len(c) != 40 && len(c) != 64 {
-		return false
-	}
-	for _, ch := range c {
-		if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // appendHistory adds one finished deploy to the site's history. The file

@@ -71,6 +71,7 @@ func (e *Engine) Recover() {
 		if p, ok := e.Pending(site.Name); ok {
 			e.log.Info("deploy waiting for approval", "site", site.Name, "deploy", p.ID, "expires", p.ExpiresAt)
 		}
+		e.reconcileBranch(site)
 		ents, _ := os.ReadDir(site.Path)
 		for _, ent := range ents {
 			if n := ent.Name(); strings.HasPrefix(n, tmpPrefix) || strings.HasPrefix(n, currentTmpName) {

@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"time"
 )
 
 // hookMarker identifies a hook written by eeveon (both of them carry it).
@@ -24,8 +24,8 @@ func ShellQuote(s string) string {
 }
 
 // ProcReceiveScript is the proc-receive hook installed in every bare
-// repo: git hands it the updates of branches (receive.procReceiveRefs)
-// instead of making them itself, and it re-enters the eeveon binary, which
+// repo: git hands it every pushed ref (receive.procReceiveRefs) instead of
+// updating them itself, and it re-enters the eeveon binary, which
 // has the server deploy the commit and moves the branch only when the
 // deploy went live. Its answer is the push's: a deploy that did not go
 // live rejects the ref, and git push exits non-zero.
@@ -41,6 +41,9 @@ func PostReceiveScript() []byte {
 	return []byte(`#!/bin/sh
 ` + hookMarker + ` (rewritten by eeveon; put a hook of your own in post-receive.local,
 # or one that must be able to stop a deploy in pre-receive)
+if ! git config --get-all receive.procReceiveRefs | grep -qx refs; then
+	echo "eeveon: this repository stores pushes without deploying them (receive.procReceiveRefs is not set): run eeveon hooks install" >&2
+fi
 if [ -x hooks/post-receive.local ]; then
 	exec hooks/post-receive.local
 fi
@@ -49,8 +52,10 @@ exit 0
 }
 
 // EnsureRepo creates the site's bare repository if it is missing and
-// (re)writes its hooks so that they call exe. A post-receive hook that
-// eeveon did not write is moved to post-receive.local and still runs.
+// (re)writes its hooks so that they call exe, with every pushed ref going
+// through the proc-receive hook (with no exe: neither, a repository for
+// tests and the poller). A post-receive hook that eeveon did not write is
+// moved to post-receive.local and still runs.
 func EnsureRepo(d Data, name, exe string) error {
 	repo := d.Repo(name)
 	if _, err := os.Stat(filepath.Join(repo, "HEAD")); errors.Is(err, os.ErrNotExist) {
@@ -69,10 +74,18 @@ func EnsureRepo(d Data, name, exe string) error {
 	if exe == "" {
 		return nil
 	}
-	if err := writeHook(repo, name, "post-receive", PostReceiveScript(), true); err != nil {
+	// In this order, so that a failure half-way leaves a repository that
+	// still deploys (an older eeveon's post-receive hook) or deploys the
+	// new way, never one that takes pushes and deploys nothing.
+	if err := writeHook(repo, name, "proc-receive", ProcReceiveScript(exe, d), false); err != nil {
 		return err
 	}
-	return writeHook(repo, name, "proc-receive", ProcReceiveScript(exe, d), false)
+	// Every ref: the hook deploys the site's branch, leaves other branches
+	// and tags to git and refuses the rest (refs/replace, refs/eeveon).
+	if out, err := exec.Command("git", "--git-dir", repo, "config", "--replace-all", "receive.procReceiveRefs", "refs").CombinedOutput(); err != nil {
+		return fmt.Errorf("configure repo %s: %v: %s", name, err, bytes.TrimSpace(out))
+	}
+	return writeHook(repo, name, "post-receive", PostReceiveScript(), true)
 }
 
 // writeHook writes one of eeveon's hooks unless it is there already. A
@@ -103,25 +116,15 @@ func writeHook(repo, site, name string, want []byte, keep bool) error {
 }
 
 // PrepareRepo makes a site's repository ready for pushes: it exists, its
-// hooks call exe, pushes to the site's branch go through the proc-receive
-// hook (with no exe: neither, a repository for tests), and its HEAD names the site's branch (so that a clone checks the
+// hooks call exe (see EnsureRepo), and its HEAD names the site's branch (so that a clone checks the
 // deployed branch out).
 func PrepareRepo(d Data, s Site, exe string) error {
 	if err := EnsureRepo(d, s.Name, exe); err != nil {
 		return err
 	}
-	repo := d.Repo(s.Name)
-	steps := [][]string{{"symbolic-ref", "HEAD", s.Ref()}}
-	if exe != "" {
-		// All branches, so that a change of the site's branch needs no new
-		// configuration; the hook leaves the others to git.
-		steps = append(steps, []string{"config", "--replace-all", "receive.procReceiveRefs", "refs/heads"})
-	}
-	for _, args := range steps {
-		out, err := exec.Command("git", append([]string{"--git-dir", repo}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("prepare repo of %s: git %s: %v: %s", s.Name, args[0], err, bytes.TrimSpace(out))
-		}
+	out, err := exec.Command("git", "--git-dir", d.Repo(s.Name), "symbolic-ref", "HEAD", s.Ref()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("set HEAD of %s: %v: %s", s.Name, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -132,10 +135,15 @@ func PrepareRepo(d Data, s Site, exe string) error {
 // repository.
 const PushedRef = "refs/eeveon/pushed"
 
+// NoReplaceObjects is in the environment of every git eeveon runs on a
+// site's repository: refs/replace would make a commit id check out (and
+// show, and be approved) as other content.
+const NoReplaceObjects = "GIT_NO_REPLACE_OBJECTS=1"
+
 // git runs a git command and returns its trimmed stdout.
 func git(ctx context.Context, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), NoReplaceObjects), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -171,23 +179,18 @@ func gitSubcommand(args []string) string {
 	return "command"
 }
 
-// moveBranch points the site's branch in its repository at the commit of
-// r, which went live from that branch: the branch on the server is always
-// the live commit, so a push of a commit that failed, was rejected or
-// expired is a new push that deploys it again (the push hook never moves
-// the branch itself). A poll site's branch mirrors its remote and stays.
-func (e *Engine) moveBranch(site Site, r *Record) error {
-	if r.Commit == "" || r.Ref != site.Ref() || r.Trigger == "poll" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := git(ctx, nil, "--git-dir", e.data.Repo(site.Name), "update-ref", "-m", "eeveon: deploy "+r.ID+" live", site.Ref(), r.Commit)
-	return err
-}
+// abbrevRe is what git could take for an abbreviated object id.
+var abbrevRe = regexp.MustCompile(`^[0-9a-f]{4,63}$`)
 
 // ResolveCommit resolves a revision in the site's repo to a full commit id.
+// An abbreviated commit id that is also the name of a ref (a tag a
+// deployer pushed, say) is refused as ambiguous: git would take the ref.
 func ResolveCommit(ctx context.Context, d Data, site, rev string) (string, error) {
+	if abbrevRe.MatchString(rev) && len(rev) != 40 {
+		if full, _ := git(ctx, nil, "--git-dir", d.Repo(site), "rev-parse", "--verify", "--quiet", "--symbolic-full-name", "--end-of-options", rev); full != "" {
+			return "", fmt.Errorf("%w: %q in %s is both %s and maybe an abbreviated commit id; give the full commit id or the full ref name", ErrUnknownRevision, rev, site, full)
+		}
+	}
 	out, err := git(ctx, nil, "--git-dir", d.Repo(site), "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
 	if err != nil || out == "" {
 		return "", fmt.Errorf("%w: %q in %s", ErrUnknownRevision, rev, site)

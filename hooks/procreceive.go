@@ -11,7 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"time"
+	"unicode"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 
@@ -41,6 +45,8 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "eeveon: proc-receive: git did not offer protocol version 1 (%v)\n", err)
 		return 1
 	}
+	_, features, _ := strings.Cut(hello[0], "\x00")
+	atomic := slices.Contains(strings.Fields(features), "atomic")
 	if err := encode(enc, "version=1"); err != nil {
 		return 1
 	}
@@ -49,11 +55,19 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "eeveon: proc-receive: read commands: %v\n", err)
 		return 1
 	}
+	// Deploy output may be more than a client that went away lets through:
+	// it never holds the answer git waits for.
+	out := newDropWriter(stderr)
+	defer out.Close()
 	var answer []string
 	site, err := siteOfRepo(d, gitDir)
 	var s deployer.Site
 	if err == nil {
 		s, err = deployer.LoadSite(d, site)
+	}
+	if err == nil && atomic && len(cmds) > 1 {
+		// git would undo the other refs after the deploy went live.
+		err = errors.New("an atomic push of several refs cannot deploy: push the deploy branch on its own")
 	}
 	for _, c := range cmds {
 		f := strings.Fields(c)
@@ -64,15 +78,19 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 		old, commit, ref := f[0], f[1], f[2]
 		switch {
 		case err != nil:
-			fmt.Fprintf(stderr, "eeveon: %v\n", err)
+			fmt.Fprintf(out, "eeveon: %v\n", err)
 			answer = append(answer, "ng "+ref+" "+oneLine(err.Error()))
+		case !strings.HasPrefix(ref, "refs/heads/") && !strings.HasPrefix(ref, "refs/tags/"):
+			// refs/replace would change what a commit id checks out as,
+			// refs/eeveon is eeveon's own: only branches and tags are pushed.
+			answer = append(answer, "ng "+ref+" only branches and tags can be pushed here")
 		case ref != s.Ref():
-			if strings.Trim(commit, "0") != "" {
-				fmt.Fprintf(stderr, "==> stored %s; only %s deploys %s\n", strings.TrimPrefix(ref, "refs/heads/"), s.Branch, s.Name)
+			if strings.HasPrefix(ref, "refs/heads/") && strings.Trim(commit, "0") != "" {
+				fmt.Fprintf(out, "==> %s is not deployed; only %s deploys %s\n", strings.TrimPrefix(ref, "refs/heads/"), s.Branch, s.Name)
 			}
 			answer = append(answer, "ok "+ref, "option fall-through")
 		default:
-			code, reason := deploy(d, gitDir, s, old, commit, ref, stderr)
+			code, reason := deploy(d, gitDir, s, old, commit, ref, out)
 			if code == 0 {
 				answer = append(answer, "ok "+ref)
 			} else {
@@ -80,6 +98,7 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 			}
 		}
 	}
+	out.Close() // the deploy's lines before git's report of the refs
 	if err := encode(enc, answer...); err != nil {
 		return 1
 	}
@@ -106,7 +125,8 @@ func deploy(d deployer.Data, gitDir string, s deployer.Site, old, commit, ref st
 				d.Repo(s.Name), deployer.PushedRef, s.Name, commit)
 			return 1, "not deployed: the eeveon server is not running"
 		}
-		return 1, "not deployed: " + err.Error()
+		// The server may have deployed it all the same (it died late).
+		return 1, "outcome unknown: " + err.Error() + "; see eeveon status"
 	}
 	if res.Code != 0 && res.Reason == "" {
 		res.Reason = "not deployed (see the lines above)"
@@ -140,16 +160,73 @@ func encode(enc *pktline.Encoder, lines ...string) error {
 	return enc.Flush()
 }
 
-// oneLine makes a reason fit git's status line: one line, bounded.
+// oneLine makes a reason fit git's status line: one line of printable
+// text (control characters, terminal escapes among them, become '?'),
+// bounded.
 func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\t' && r != '\n' {
+			return '?'
+		}
+		return r
+	}, s)
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	if r := []rune(s); len(r) > 300 {
+		s = string(r[:300]) + "…"
 	}
 	if s == "" {
 		s = "not deployed"
 	}
 	return s
+}
+
+// dropWriter passes writes on from a goroutine through a bounded queue and
+// drops what does not fit, so that its writer never blocks on the reader.
+type dropWriter struct {
+	ch   chan []byte
+	done chan struct{}
+	once sync.Once
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func newDropWriter(w io.Writer) *dropWriter {
+	d := &dropWriter{ch: make(chan []byte, 256), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		for b := range d.ch {
+			_, _ = w.Write(b)
+		}
+	}()
+	return d
+}
+
+func (d *dropWriter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		select {
+		case d.ch <- append([]byte(nil), p...):
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// Close lets the queue drain for a few seconds at most. Writes after it
+// are dropped.
+func (d *dropWriter) Close() {
+	d.once.Do(func() {
+		d.mu.Lock()
+		d.closed = true
+		close(d.ch)
+		d.mu.Unlock()
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+		}
+	})
 }
 
 // siteOfRepo maps the hook's repository to its site: it must be

@@ -708,12 +708,17 @@ func TestLocalDeployRefAndStrategy(t *testing.T) {
 		t.Errorf("deploy of an unknown ref: exit %d, current -> %q\n%s", r.Code, e.Live("hello"), r.Out())
 	}
 
+	// The branch on the server is the live commit: deploy SITE now
+	// redeploys c1.
+	if got := strings.TrimSpace(run(t, e.Dir, nil, "", "git", "--git-dir", filepath.Join(e.Data, "repos", "hello.git"), "rev-parse", "main").Stdout); got != c1 {
+		t.Errorf("branch on the server %s after deploy --ref, want the live %s", got, c1)
+	}
 	r = e.MustEeveon("deploy", "hello", "--strategy", "in-place")
 	fi, err := os.Lstat(filepath.Join(site, "current"))
 	if err != nil || !fi.IsDir() {
 		t.Fatalf("after an in-place deploy current is %v (%v), want a real directory\n%s", fi, err, r.Out())
 	}
-	if got := page(); got != "commit "+c2+" color in-place\n" {
+	if got := page(); got != "commit "+c1+" color in-place\n" {
 		t.Errorf("in-place page %q", got)
 	}
 	if _, err := os.Stat(filepath.Join(site, "current", ".git")); !os.IsNotExist(err) {
@@ -725,7 +730,7 @@ func TestLocalDeployRefAndStrategy(t *testing.T) {
 	if got := e.Live("hello"); got != "blue" {
 		t.Fatalf("after going back to blue-green current -> %q, want blue\n%s", got, r.Out())
 	}
-	if got := page(); got != "commit "+c2+" color blue\n" {
+	if got := page(); got != "commit "+c1+" color blue\n" {
 		t.Errorf("page after going back to blue-green %q", got)
 	}
 	for _, n := range entryNames(site) {
@@ -734,7 +739,7 @@ func TestLocalDeployRefAndStrategy(t *testing.T) {
 		}
 	}
 	st := e.MustEeveon("status", "hello")
-	if !strings.Contains(st.Stdout, "live:     blue "+c2[:7]) {
+	if !strings.Contains(st.Stdout, "live:     blue "+c1[:7]) {
 		t.Errorf("status:\n%s", st.Stdout)
 	}
 }
@@ -748,7 +753,7 @@ func TestPushOfOtherBranchIsStoredNotDeployed(t *testing.T) {
 
 	c2 := repo.Commit("feature work", map[string]string{"README": "feature"})
 	r := repo.Push(admin, "hello", "main:feature")
-	if r.Code != 0 || !strings.Contains(r.Stderr, "remote: ==> stored feature; only main deploys hello") {
+	if r.Code != 0 || !strings.Contains(r.Stderr, "remote: ==> feature is not deployed; only main deploys hello") {
 		t.Errorf("push of feature: exit %d\n%s", r.Code, r.Out())
 	}
 	if strings.Contains(r.Stderr, "building") || strings.Contains(r.Stderr, "live:") {

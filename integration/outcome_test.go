@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,12 +113,168 @@ func TestPushExitStatusAndRetry(t *testing.T) {
 	if r.Code == 0 || e.serverBranch("hello") != cx {
 		t.Fatalf("deleting the deploy branch: exit %d, branch %q\n%s", r.Code, e.serverBranch("hello"), r.Out())
 	}
-	// Other branches are stored as before, with no deploy.
+	// Other branches and tags are stored as before, with no deploy.
 	repo.Git("branch", "-f", "feature")
-	if r := repo.Push(admin, "hello", "feature"); r.Code != 0 || strings.Contains(r.Stderr, "building") {
+	repo.Git("tag", "v1")
+	if r := repo.Push(admin, "hello", "feature", "v1"); r.Code != 0 || strings.Contains(r.Stderr, "building") {
 		t.Fatalf("push of another branch: exit %d\n%s", r.Code, r.Out())
 	}
+	bare := filepath.Join(e.Data, "repos", "hello.git")
+	if got := run(t, e.Dir, nil, "", "git", "--git-dir", bare, "rev-parse", "feature", "v1^{commit}").Stdout; got != c3+"\n"+c3+"\n" {
+		t.Errorf("feature and v1 on the server: %q, want %s twice", got, c3)
+	}
 }
+
+// What a deployer pushes besides the deploy branch cannot change what a
+// deploy checks out or get around the rules: refs/replace (which would
+// make a commit id check out as other content), eeveon's own refs, a tree
+// as the branch, and an atomic push whose other refs git could undo after
+// the deploy went live.
+func TestPushCannotBendTheDeploy(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	e.AddKey("alice", "admin", "")
+	bob := e.AddKey("bob", "deployer", "hello")
+	e.MustEeveon("site", "add", "hello", "--build", "./build.sh")
+	repo := e.NewRepo("hello", map[string]string{"build.sh": buildScript})
+	c1 := repo.Git("rev-parse", "HEAD")
+	c2 := repo.Commit("two", map[string]string{"x": "2"})
+	repo.Git("checkout", "-q", "-b", "evil", c1)
+	evil := repo.Commit("evil", map[string]string{"build.sh": "#!/bin/sh\nmkdir -p public; echo EVIL > public/index.html\n"})
+	repo.Git("checkout", "-q", "main")
+
+	for _, ref := range []string{"refs/replace/" + c2, "refs/eeveon/pushed", "refs/notes/x"} {
+		r := repo.Push(bob, "hello", evil+":"+ref)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "only branches and tags can be pushed here") {
+			t.Errorf("push to %s: exit %d\n%s", ref, r.Code, r.Out())
+		}
+	}
+	if r := repo.Push(bob, "hello", c2+":refs/heads/main"); r.Code != 0 || !strings.Contains(r.Stderr, "live: hello "+c2[:7]) {
+		t.Fatalf("push of c2: exit %d\n%s", r.Code, r.Out())
+	}
+	if got := e.ReadSite("hello", "public/index.html"); got != "commit "+c2+" color blue\n" {
+		t.Fatalf("live page %q, want c2's", got)
+	}
+
+	// A tree pushed as the branch is refused before anything is built.
+	tree := repo.Git("rev-parse", c1+"^{tree}")
+	r := repo.Push(bob, "hello", "--force", tree+":refs/heads/main")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not a commit") {
+		t.Errorf("push of a tree: exit %d\n%s", r.Code, r.Out())
+	}
+	// An atomic push of the branch and another ref deploys nothing.
+	c3 := repo.Commit("three", map[string]string{"x": "3"})
+	r = repo.Push(bob, "hello", "--atomic", "main", "main:refs/heads/other")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "atomic") || strings.Contains(r.Stderr, "live: hello") {
+		t.Errorf("atomic push: exit %d\n%s", r.Code, r.Out())
+	}
+	if e.serverBranch("hello") != c2 || e.ReadSite("hello", "public/index.html") != "commit "+c2+" color blue\n" {
+		t.Errorf("the refused pushes changed the site: branch %s", e.serverBranch("hello"))
+	}
+	if r := repo.Push(bob, "hello", "main"); r.Code != 0 || !strings.Contains(r.Stderr, "live: hello "+c3[:7]) {
+		t.Fatalf("push of c3: exit %d\n%s", r.Code, r.Out())
+	}
+
+	// An abbreviated commit id that a deployer's tag also names is
+	// ambiguous to deploy --ref: git would take the tag.
+	repo.Git("tag", c1[:7], evil)
+	if r := repo.Push(bob, "hello", "refs/tags/"+c1[:7]); r.Code != 0 {
+		t.Fatalf("push of the tag: %s", r.Out())
+	}
+	r = e.Eeveon("deploy", "hello", "--ref", c1[:7])
+	if r.Code == 0 || !strings.Contains(r.Stderr, "give the full commit id") || strings.Contains(e.ReadSite("hello", "public/index.html"), "EVIL") {
+		t.Errorf("deploy --ref of an ambiguous id: exit %d, page %q\n%s", r.Code, e.ReadSite("hello", "public/index.html"), r.Out())
+	}
+}
+
+// Two people push to the same branch: the second push was made against
+// the branch before the first one's, as git sees it, so git refuses it
+// (fetch first) instead of letting it replace the first one unseen; a
+// forced one takes over, and the last push wins.
+func TestPushOverAPushInProgress(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin := e.AddKey("alice", "admin", "")
+	release := filepath.Join(e.Dir, "release")
+	build := "if [ \"$(cat slow 2>/dev/null)\" = yes ]; then i=0; while [ ! -e '" + release + "' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi; mkdir -p public; echo \"commit $EEVEON_COMMIT\" > public/index.html"
+	e.MustEeveon("site", "add", "hello", "--build", build)
+	a := e.NewRepo("a", map[string]string{"x": "0"})
+	c0 := a.Git("rev-parse", "HEAD")
+	if r := a.Push(admin, "hello", "main"); r.Code != 0 {
+		t.Fatalf("first push: %s", r.Out())
+	}
+	b := e.NewRepo("b", nil)
+	b.Git("fetch", "-q", a.Dir, "main")
+	b.Git("reset", "-q", "--hard", "FETCH_HEAD")
+	ca := a.Commit("slow", map[string]string{"slow": "yes"})
+	cb := b.Commit("b", map[string]string{"b": "1"})
+
+	done := make(chan Result, 1)
+	go func() { done <- a.Push(admin, "hello", "main") }()
+	waitFor(t, 20*time.Second, "A's deploy to build", func() bool {
+		return strings.Contains(e.MustEeveon("status", "hello").Stdout, "running:  deploy ")
+	})
+	r := b.Push(admin, "hello", "main")
+	if r.Code == 0 || strings.Contains(r.Stderr, "live: hello") {
+		t.Fatalf("a push made against %s while %s deploys: exit %d\n%s", c0[:7], ca[:7], r.Code, r.Out())
+	}
+	// Forced, it takes over: A is superseded or replaced, B goes live.
+	forced := make(chan Result, 1)
+	go func() { forced <- b.Push(admin, "hello", "--force", "main") }()
+	waitFor(t, 20*time.Second, "B's deploy to wait", func() bool { return e.serverBranch("hello") == cb })
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Code != 0 {
+		t.Errorf("A's push: exit %d\n%s", r.Code, r.Out())
+	}
+	if r := <-forced; r.Code != 0 || !strings.Contains(r.Stderr, "live: hello "+cb[:7]) {
+		t.Fatalf("B's forced push: exit %d\n%s", r.Code, r.Out())
+	}
+	if got := e.ReadSite("hello", "public/index.html"); got != "commit "+cb+"\n" || e.serverBranch("hello") != cb {
+		t.Errorf("live page %q, branch %s; want B's %s", got, e.serverBranch("hello"), cb)
+	}
+}
+
+// The branch on the server is the live commit after every way of going
+// live, and after a crash between the switch and the record.
+func TestBranchFollowsWhatIsLive(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin, repo, c1 := helloLiveOnBlue(t, e, "--build", "./build.sh")
+	c2 := repo.Commit("two", map[string]string{"x": "2"})
+	repo.Push(admin, "hello")
+	id1 := ""
+	for _, h := range e.siteHistory("hello") {
+		if h.Commit == c1 {
+			id1 = h.ID
+		}
+	}
+	if r := e.SSH(admin, "rollback", "hello", "--to", id1); r.Code != 0 || e.serverBranch("hello") != c1 {
+		t.Fatalf("rollback --to: exit %d, branch %s\n%s", r.Code, e.serverBranch("hello"), r.Out())
+	}
+	// deploy SITE redeploys the live commit, not the one rolled back from.
+	if r := e.SSH(admin, "deploy", "hello"); r.Code != 0 || !strings.Contains(r.Stdout, "live: hello "+c1[:7]) {
+		t.Fatalf("deploy after rollback --to: exit %d\n%s", r.Code, r.Out())
+	}
+	if r := e.SSH(admin, "rollback", "hello"); r.Code != 0 || e.serverBranch("hello") != c1 {
+		t.Fatalf("instant rollback: exit %d, branch %s\n%s", r.Code, e.serverBranch("hello"), r.Out())
+	}
+	// A deploy goes live and the server dies before it records that:
+	// after the restart the deploy is live, and so is the branch.
+	e.MustEeveon("site", "set", "hello", "--on-swap", "sleep 30")
+	done := make(chan Result, 1)
+	go func() { done <- e.Eeveon("deploy", "hello", "--ref", c2) }()
+	waitFor(t, 20*time.Second, "the swap", func() bool { return strings.HasPrefix(e.ReadSite("hello", "public/index.html"), "commit "+c2) })
+	if e.serverBranch("hello") != c1 {
+		t.Fatalf("the branch moved before the deploy was recorded")
+	}
+	e.Kill()
+	<-done
+	e.Start()
+	waitFor(t, 20*time.Second, "the branch to follow the live commit", func() bool { return e.serverBranch("hello") == c2 })
+}
+
 
 // The SSH verbs that deploy exit non-zero when nothing went live.
 func TestVerbsExitNonZeroWhenNothingWentLive(t *testing.T) {
@@ -305,24 +462,30 @@ func TestApprovalOnEveryPath(t *testing.T) {
 		t.Fatalf("live %s, want %s", got, c2)
 	}
 
+	bare := filepath.Join(e.Data, "repos", "hello.git")
+	n := 0
+	newCommit := func() string { n++; return repo.Commit("change", map[string]string{"n": strconv.Itoa(n)}) }
 	for _, tc := range []struct {
 		path      string
 		requester string // the key that asks ("" the local CLI, root)
 		ask       func() Result
-		commit    string // what goes live once approved; "" the live one (a redeploy)
+		commit    func() string // what goes live once approved
 	}{
-		{"push", "bob", func() Result { return repo.Push(bob, "hello", "--force", c1+":refs/heads/main") }, c1},
-		{"ssh deploy", "bob", func() Result { return e.SSH(bob, "deploy", "hello") }, ""},
-		{"ssh deploy --ref", "alice", func() Result { return e.SSH(alice, "deploy", "hello", "--ref", c1) }, c1},
-		{"rollback --to", "alice", func() Result { return e.SSH(alice, "rollback", "hello", "--to", id1) }, c1},
-		{"local deploy", "", func() Result { return e.Eeveon("deploy", "hello", "--ref", c1) }, c1},
+		{"push by a deployer", "bob", func() Result { return repo.Push(bob, "hello", "--force", c1+":refs/heads/main") }, func() string { return c1 }},
+		{"push by an admin", "alice", func() Result { newCommit(); return repo.Push(alice, "hello", "--force", "main") }, func() string { return repo.Git("rev-parse", "HEAD") }},
+		{"plain git push on the server", "", func() Result { newCommit(); return run(t, repo.Dir, nil, "", "git", "push", "--force", bare, "main") }, func() string { return repo.Git("rev-parse", "HEAD") }},
+		{"ssh deploy", "bob", func() Result { return e.SSH(bob, "deploy", "hello") }, nil},
+		{"ssh deploy --ref", "alice", func() Result { return e.SSH(alice, "deploy", "hello", "--ref", c1) }, func() string { return c1 }},
+		{"rollback --to", "alice", func() Result { return e.SSH(alice, "rollback", "hello", "--to", id2) }, func() string { return c2 }},
+		{"local deploy", "", func() Result { return e.Eeveon("deploy", "hello", "--ref", c2) }, func() string { return c2 }},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			before := live("hello")
-			if tc.commit == "" {
-				tc.commit = before
-			}
 			r := tc.ask()
+			want := before // a redeploy of the live commit
+			if tc.commit != nil {
+				want = tc.commit()
+			}
 			if r.Code != 0 || !strings.Contains(r.Out(), "awaiting approval") {
 				t.Fatalf("%s did not end awaiting approval: exit %d\n%s", tc.path, r.Code, r.Out())
 			}
@@ -330,8 +493,8 @@ func TestApprovalOnEveryPath(t *testing.T) {
 				t.Fatalf("%s put %s live without approval", tc.path, got)
 			}
 			id, commit, user := pending("hello")
-			if commit != tc.commit[:7] {
-				t.Errorf("pending deploy of %s, want %s", commit, tc.commit[:7])
+			if commit != want[:7] {
+				t.Errorf("pending deploy of %s, want %s", commit, want[:7])
 			}
 			keyOf := map[string]string{"bob": bob, "alice": alice, "": ""}
 			if tc.requester != "bob" {
@@ -340,7 +503,7 @@ func TestApprovalOnEveryPath(t *testing.T) {
 					t.Fatalf("%s: %s approved their own deploy: exit %d\n%s", tc.path, user, r.Code, r.Out())
 				}
 			}
-			if r := e.SSH(carol, "approve", "hello", id); r.Code != 0 || live("hello") != tc.commit {
+			if r := e.SSH(carol, "approve", "hello", id); r.Code != 0 || live("hello") != want {
 				t.Fatalf("%s: carol's approval: exit %d, live %s\n%s", tc.path, r.Code, live("hello"), r.Out())
 			}
 		})

@@ -326,7 +326,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
 	stdio := command.IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
 	if p := req.Push; p != nil {
-		code, reason := router.Push(ctx, id, p.Site, p.Ref, p.New, stdio)
+		code, reason := router.Push(ctx, id, p.Site, p.Ref, p.Old, p.New, stdio)
 		return control.Result{Code: code, Reason: reason}
 	}
 	return control.Result{Code: router.Run(ctx, id, req.Args, stdio)}

@@ -66,7 +66,7 @@ func runHook(args []string) int {
 	if args[0] == "post-receive" {
 		// The hook of an older eeveon, which deployed after the branch had
 		// moved: the push is stored, the repository needs the new hooks.
-		fmt.Fprintln(os.Stderr, "eeveon: this repository's hooks are from an older eeveon: the push is stored but not deployed; run eeveon hooks install (or restart eeveon serve), then push again")
+		fmt.Fprintln(os.Stderr, "eeveon: this repository's hooks are from an older eeveon: the push is stored but not deployed; run eeveon hooks install (or restart eeveon serve), then eeveon deploy SITE")
 		return 1
 	}
 	if args[0] != "proc-receive" {

@@ -247,7 +247,7 @@ func checkSites(r *report, d deployer.Data) {
 			continue
 		}
 		refs, _ := exec.Command("git", "--git-dir", d.Repo(s.Name), "config", "--get-all", "receive.procReceiveRefs").Output()
-		if !slices.Contains(strings.Fields(string(refs)), "refs/heads") {
+		if !slices.Contains(strings.Fields(string(refs)), "refs") {
 			r.add(name, Warn, "pushes to the repository bypass eeveon's proc-receive hook (receive.procReceiveRefs): they are stored but not deployed", "eeveon hooks install "+s.Name)
 			continue
 		}
@@ -256,6 +256,9 @@ func checkSites(r *report, d deployer.Data) {
 				r.add(name, Fail, "the proc-receive hook calls "+exe+", which is gone", "eeveon hooks install "+s.Name+" (or restart eeveon serve)")
 				continue
 			}
+		}
+		if _, err := os.Stat(filepath.Join(d.Repo(s.Name), "hooks", "post-receive.local")); err == nil {
+			r.add(name, Warn, "hooks/post-receive.local runs after the push and its deploy: it can no longer stop a deploy", "move a hook that must stop deploys to hooks/pre-receive")
 		}
 		r.add(name, OK, fmt.Sprintf("%s, path %s", s.Strategy, s.Path), "")
 		if s.Path != d.Dir && !strings.HasPrefix(s.Path, d.Dir+"/") {

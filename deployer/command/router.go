@@ -467,7 +467,7 @@ func (rt *Router) deploy(c *call) error {
 // shows beside the rejected ref. A deploy that went live, waits for
 // approval or was superseded by a newer push is a success (0); the engine
 // moves the branch only when a deploy goes live.
-func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, commit string, stdio IO) (int, string) {
+func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, old, commit string, stdio IO) (int, string) {
 	refuse := func(outcome string, err error) (int, string) {
 		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
 		rt.audit(id, "push", site, outcome)
@@ -487,7 +487,7 @@ func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, commit 
 	}
 	r, err := rt.Engine.Deploy(ctx, deployer.Request{
 		Site: s.Name, Commit: commit, Ref: s.Ref(), Trigger: "push", User: id.User,
-		Fingerprint: id.Fingerprint, FromPush: true,
+		Fingerprint: id.Fingerprint, FromPush: true, Old: old,
 	}, stdio.Stdout)
 	outcome := r.State
 	if err != nil {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/eeveon/eeveon/deployer"
 )
 
 // commitRe is a full commit id (SHA-1 or SHA-256): only such ids, never
@@ -57,6 +60,7 @@ func describe(ctx context.Context, repo, commit, live string) (commitInfo, error
 
 func gitOut(ctx context.Context, repo string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"--git-dir", repo}, args...)...)
+	cmd.Env = append(os.Environ(), deployer.NoReplaceObjects)
 	var stdout limited
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,0 +1,74 @@
+package deployer
+
+import "sync"
+
+// pushQueue orders the deploys that pushes and the poller start, per site,
+// so that the last push wins: a push still waiting when a newer one
+// arrives is superseded by it, whichever of the two gets the site lock
+// first (the lock is not first come, first served).
+type pushQueue struct {
+	mu    sync.Mutex
+	sites map[string]*pushOrder
+}
+
+type pushOrder struct {
+	next    uint64
+	waiting map[uint64]Record // queued, not yet started or superseded
+	started uint64            // the newest that began deploying
+	last    Record            // its record
+}
+
+func (q *pushQueue) order(site string) *pushOrder {
+	if q.sites == nil {
+		q.sites = map[string]*pushOrder{}
+	}
+	o := q.sites[site]
+	if o == nil {
+		o = &pushOrder{waiting: map[uint64]Record{}}
+		q.sites[site] = o
+	}
+	return o
+}
+
+// enqueue registers a push's deploy as it arrives and returns its place.
+func (q *pushQueue) enqueue(site string, r Record) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	o := q.order(site)
+	o.next++
+	o.waiting[o.next] = r
+	return o.next
+}
+
+// take is called with the site lock held. It returns the newest push that
+// arrived after seq (waiting or begun), which supersedes it; otherwise seq
+// begins and ok is false.
+func (q *pushQueue) take(site string, seq uint64) (newer Record, superseded bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	o := q.order(site)
+	mine := o.waiting[seq]
+	delete(o.waiting, seq)
+	best := uint64(0)
+	if o.started > seq {
+		best, newer = o.started, o.last
+	}
+	for s, r := range o.waiting {
+		if s > seq && s > best {
+			best, newer = s, r
+		}
+	}
+	if best > 0 {
+		return newer, true
+	}
+	o.started, o.last = seq, mine
+	return Record{}, false
+}
+
+// drop forgets a push that never got the site lock (its client went
+// away, or the server stops): it supersedes nothing.
+func (q *pushQueue) drop(site string, seq uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.order(site).waiting, seq)
+}
