@@ -275,7 +275,6 @@ func TestBranchFollowsWhatIsLive(t *testing.T) {
 	waitFor(t, 20*time.Second, "the branch to follow the live commit", func() bool { return e.serverBranch("hello") == c2 })
 }
 
-
 // The SSH verbs that deploy exit non-zero when nothing went live.
 func TestVerbsExitNonZeroWhenNothingWentLive(t *testing.T) {
 	t.Parallel()
