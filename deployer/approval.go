@@ -166,7 +166,7 @@ func (e *Engine) dropPending(r Record, why string) {
 		delete(e.pending, r.Site)
 	}
 	e.mu.Unlock()
-	e.stopPendingApp(r.Site, r.ID, progress{})
+	e.apps.stopPendingApp(r.Site, r.ID, progress{})
 	r.State, r.Error, r.Phase, r.FinishedAt = StateExpired, why, PhaseFinished, time.Now().UTC()
 	if err := saveRecord(e.data, &r); err != nil {
 		e.log.Warn("expire pending deploy", "site", r.Site, "deploy", r.ID, "err", err)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,16 @@ import (
 // before the engine takes work, or after it stopped taking it; appsMu
 // guards the maps and fields for the readers outside those (the
 // supervisor's events, Shutdown).
+
+// appRuntime is the app sites' proxies and processes: the app target's
+// state, with its own locks. mu guards sites and the fields of each
+// appSite; stateMu serialises the state files of live apps.
+type appRuntime struct {
+	e       *Engine
+	mu      sync.Mutex
+	sites   map[string]*appSite
+	stateMu sync.Mutex
+}
 
 // appSite is the run-time state of one app site.
 type appSite struct {
@@ -90,26 +101,26 @@ type appStateRecord struct {
 }
 
 // appSiteFor returns the run-time state of an app site, made on first use.
-func (e *Engine) appSiteFor(name string) *appSite {
-	e.appsMu.Lock()
-	defer e.appsMu.Unlock()
-	as, ok := e.apps[name]
+func (a *appRuntime) appSiteFor(name string) *appSite {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	as, ok := a.sites[name]
 	if !ok {
-		as = &appSite{logf: &RotatingFile{Path: e.data.AppLog(name), Max: e.cfg.LogMaxSize}}
-		e.apps[name] = as
+		as = &appSite{logf: &RotatingFile{Path: a.e.data.AppLog(name), Max: a.e.cfg.LogMaxSize}}
+		a.sites[name] = as
 	}
 	return as
 }
 
 // appPorts are the site's blue and green ports.
-func (e *Engine) appPorts(site Site) (blue, green int, err error) {
+func (a *appRuntime) appPorts(site Site) (blue, green int, err error) {
 	if len(site.Ports) == 2 {
 		return site.Ports[0], site.Ports[1], nil
 	}
 	// Ports other sites take without the ports file: their fixed ports
 	// and their proxies (and this site's own proxy).
 	var reserved []int
-	sites, _ := ListSites(e.data)
+	sites, _ := ListSites(a.e.data)
 	for _, o := range sites {
 		if !o.IsApp() {
 			continue
@@ -123,7 +134,7 @@ func (e *Engine) appPorts(site Site) (blue, green int, err error) {
 			reserved = append(reserved, o.Ports...)
 		}
 	}
-	return app.PickPorts(e.data.PortsFile(), site.Name, e.cfg.App.PortMin, e.cfg.App.PortMax, reserved...)
+	return app.PickPorts(a.e.data.PortsFile(), site.Name, a.e.cfg.App.PortMin, a.e.cfg.App.PortMax, reserved...)
 }
 
 // waitPortFree waits up to d for port to be free on 127.0.0.1: an app of
@@ -142,9 +153,9 @@ func waitPortFree(port int, d time.Duration) bool {
 // startApp starts the site's app in dir on its colour's port and waits
 // until it answers its health path. A colour that does not become
 // healthy is stopped again.
-func (e *Engine) startApp(j *job, dir string, pr proc) (*appInst, error) {
+func (a *appRuntime) startApp(j *job, dir string, pr proc) (*appInst, error) {
 	site, r, p := j.site, j.r, j.p
-	blue, green, err := e.appPorts(site)
+	blue, green, err := a.appPorts(site)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +166,8 @@ func (e *Engine) startApp(j *job, dir string, pr proc) (*appInst, error) {
 	if !waitPortFree(port, 5*time.Second) {
 		return nil, fmt.Errorf("port %d of %s is in use by another process", port, r.Color)
 	}
-	as := e.appSiteFor(site.Name)
-	if err := os.MkdirAll(e.data.LogsDir(), 0o700); err != nil {
+	as := a.appSiteFor(site.Name)
+	if err := os.MkdirAll(a.e.data.LogsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("app log: %w", err)
 	}
 	inst := &appInst{site: site.Name, color: r.Color, deployID: r.ID, port: port,
@@ -186,8 +197,8 @@ func (e *Engine) startApp(j *job, dir string, pr proc) (*appInst, error) {
 		}
 		return nil, err
 	}
-	if err := e.checkAppHealth(j, inst); err != nil {
-		_ = inst.stop(e.cfg.App.StopGrace.Duration)
+	if err := a.checkAppHealth(j, inst); err != nil {
+		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
 		if out := inst.recent.Bytes(); len(out) > 0 {
 			p.step("the app's last output:")
 			lw := &lineWriter{w: j.out, prefix: "    "}
@@ -200,11 +211,11 @@ func (e *Engine) startApp(j *job, dir string, pr proc) (*appInst, error) {
 }
 
 // checkAppHealth waits until inst answers its health path 2xx.
-func (e *Engine) checkAppHealth(j *job, inst *appInst) error {
-	cfg := e.cfg.Deploy
+func (a *appRuntime) checkAppHealth(j *job, inst *appInst) error {
+	cfg := a.e.cfg.Deploy
 	url := "http://127.0.0.1:" + strconv.Itoa(inst.port) + j.site.HealthPath
 	j.p.step("health check of %s: GET %s", inst.color, url)
-	err := app.WaitHealthy(e.hard, url, cfg.HealthInterval.Duration, cfg.HealthTry.Duration, cfg.HealthTimeout.Duration, inst.current().Done())
+	err := app.WaitHealthy(a.e.hard, url, cfg.HealthInterval.Duration, cfg.HealthTry.Duration, cfg.HealthTimeout.Duration, inst.current().Done())
 	if err != nil {
 		if cur := inst.current(); isDone(cur.Done()) {
 			exit := "exited with status 0"
@@ -232,37 +243,37 @@ func isDone(ch <-chan struct{}) bool {
 // and answers, or the deploy fails with the live colour untouched. The
 // approval of a deploy whose app kept running since its check checks
 // that process again.
-func (e *Engine) checkApp(j *job, dir string, pr proc) (*appInst, error) {
+func (a *appRuntime) checkApp(j *job, dir string, pr proc) (*appInst, error) {
 	// The proxy listens first: its address is checked before anything
 	// starts, and the ports picked for the colours cannot be its own.
-	if _, err := e.ensureProxy(j.site); err != nil {
+	if _, err := a.ensureProxy(j.site); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	as := e.appSiteFor(j.site.Name)
-	e.appsMu.Lock()
+	as := a.appSiteFor(j.site.Name)
+	a.mu.Lock()
 	waiting := as.pending
 	if waiting != nil && waiting.deployID == j.r.ID {
 		as.pending = nil
 	} else {
 		waiting = nil
 	}
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if waiting != nil {
 		if !isDone(waiting.proc.Done()) {
-			if err := e.checkAppHealth(j, waiting); err == nil {
+			if err := a.checkAppHealth(j, waiting); err == nil {
 				return waiting, nil
 			}
 		}
 		j.p.step("the app that waited for approval is gone or unhealthy; starting it again")
-		_ = waiting.stop(e.cfg.App.StopGrace.Duration)
+		_ = waiting.stop(a.e.cfg.App.StopGrace.Duration)
 	}
-	inst, err := e.startApp(j, dir, pr)
+	inst, err := a.startApp(j, dir, pr)
 	if err != nil {
 		return nil, err
 	}
 	if j.site.HealthCmd != "" || j.site.HealthURL != "" {
-		if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
-			_ = inst.stop(e.cfg.App.StopGrace.Duration)
+		if err := a.e.healthCheck(a.e.hard, j, dir, pr); err != nil {
+			_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
 			return nil, err
 		}
 	}
@@ -270,32 +281,32 @@ func (e *Engine) checkApp(j *job, dir string, pr proc) (*appInst, error) {
 }
 
 // holdForApproval keeps inst running while its deploy waits for approval.
-func (e *Engine) holdForApproval(site string, inst *appInst) {
-	as := e.appSiteFor(site)
-	e.appsMu.Lock()
+func (a *appRuntime) holdForApproval(site string, inst *appInst) {
+	as := a.appSiteFor(site)
+	a.mu.Lock()
 	old := as.pending
 	as.pending = inst
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if old != nil {
-		_ = old.stop(e.cfg.App.StopGrace.Duration)
+		_ = old.stop(a.e.cfg.App.StopGrace.Duration)
 	}
 }
 
 // stopPendingApp stops the app of deploy id if it waits for approval:
 // the deploy was rejected, expired, superseded or failed.
-func (e *Engine) stopPendingApp(site, id string, p progress) {
-	e.appsMu.Lock()
-	as := e.apps[site]
+func (a *appRuntime) stopPendingApp(site, id string, p progress) {
+	a.mu.Lock()
+	as := a.sites[site]
 	var inst *appInst
 	if as != nil && as.pending != nil && as.pending.deployID == id {
 		inst, as.pending = as.pending, nil
 	}
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if inst == nil {
 		return
 	}
-	if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
-		e.log.Warn("stop app", "site", site, "color", inst.color, "err", err)
+	if err := inst.stop(a.e.cfg.App.StopGrace.Duration); err != nil {
+		a.e.log.Warn("stop app", "site", site, "color", inst.color, "err", err)
 	}
 	if p.w != nil {
 		p.step("stopped the app in %s", inst.color)
@@ -303,153 +314,153 @@ func (e *Engine) stopPendingApp(site, id string, p progress) {
 }
 
 // ensureProxy makes the site's proxy listen on its address.
-func (e *Engine) ensureProxy(site Site) (*app.Proxy, error) {
-	as := e.appSiteFor(site.Name)
-	e.appsMu.Lock()
+func (a *appRuntime) ensureProxy(site Site) (*app.Proxy, error) {
+	as := a.appSiteFor(site.Name)
+	a.mu.Lock()
 	px, addr := as.proxy, as.addr
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if px != nil && addr == site.Proxy {
 		return px, nil
 	}
-	npx := app.NewProxy(e.log.WithPrefix("proxy").With("site", site.Name))
+	npx := app.NewProxy(a.e.log.WithPrefix("proxy").With("site", site.Name))
 	if err := npx.Listen(site.Proxy); err != nil {
 		return nil, err
 	}
 	go func() {
 		if err := npx.Serve(); err != nil {
-			e.log.Error("proxy", "site", site.Name, "err", err)
+			a.e.log.Error("proxy", "site", site.Name, "err", err)
 		}
 	}()
-	e.log.Info("proxy listening", "site", site.Name, "addr", npx.Addr().String())
+	a.e.log.Info("proxy listening", "site", site.Name, "addr", npx.Addr().String())
 	if px != nil {
 		// The site's proxy address changed: the new proxy takes over the
 		// live colour, the old one finishes its requests and closes.
 		if b := px.Current(); b != nil {
 			npx.Switch(b)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.App.DrainTimeout.Duration)
+		ctx, cancel := context.WithTimeout(context.Background(), a.e.cfg.App.DrainTimeout.Duration)
 		if err := px.Shutdown(ctx); err != nil {
-			e.log.Warn("proxy shutdown", "site", site.Name, "addr", addr, "err", err)
+			a.e.log.Warn("proxy shutdown", "site", site.Name, "addr", addr, "err", err)
 		}
 		cancel()
-		e.log.Info("proxy moved", "site", site.Name, "from", addr, "to", site.Proxy)
+		a.e.log.Info("proxy moved", "site", site.Name, "from", addr, "to", site.Proxy)
 	}
-	e.appsMu.Lock()
+	a.mu.Lock()
 	as.proxy, as.addr = npx, site.Proxy
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	return npx, nil
 }
 
 // goLive makes inst the site's live app: supervised, recorded, and the
 // proxy's backend. It returns the app it replaces, if any.
-func (e *Engine) goLive(px *app.Proxy, inst *appInst) (old *appInst) {
-	l := e.log.WithPrefix("app").With("site", inst.site, "color", inst.color)
+func (a *appRuntime) goLive(px *app.Proxy, inst *appInst) (old *appInst) {
+	l := a.e.log.WithPrefix("app").With("site", inst.site, "color", inst.color)
 	inst.sup = app.Supervise(inst.proc, inst.spec, l, app.Policy{OnEvent: func(ev app.Event) {
 		if ev.Kind == app.EventRestarted {
-			go e.saveAppState(inst)
+			go a.saveAppState(inst)
 		}
 	}})
-	as := e.appSiteFor(inst.site)
-	e.appsMu.Lock()
+	as := a.appSiteFor(inst.site)
+	a.mu.Lock()
 	old, as.live = as.live, inst
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	px.Switch(inst.backend)
-	e.saveAppState(inst)
+	a.saveAppState(inst)
 	return old
 }
 
 // retire drains the colour that was live and stops its app.
-func (e *Engine) retire(px *app.Proxy, old *appInst, p progress) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.App.DrainTimeout.Duration)
+func (a *appRuntime) retire(px *app.Proxy, old *appInst, p progress) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.e.cfg.App.DrainTimeout.Duration)
 	err := px.Drain(ctx, old.backend)
 	cancel()
 	if err != nil {
 		p.step("warning: %v", err)
-		e.log.Warn("drain", "site", old.site, "color", old.color, "err", err)
+		a.e.log.Warn("drain", "site", old.site, "color", old.color, "err", err)
 	}
-	if err := old.stop(e.cfg.App.StopGrace.Duration); err != nil {
+	if err := old.stop(a.e.cfg.App.StopGrace.Duration); err != nil {
 		p.step("warning: %v", err)
-		e.log.Warn("stop app", "site", old.site, "color", old.color, "err", err)
+		a.e.log.Warn("stop app", "site", old.site, "color", old.color, "err", err)
 	}
 	p.step("drained and stopped the app in %s", old.color)
 }
 
 // swapApp puts a checked app colour live: the symlink, then the proxy,
 // then on_swap; then the old colour is drained and stopped.
-func (e *Engine) swapApp(j *job, dir string, inst *appInst) error {
+func (a *appRuntime) swapApp(j *job, dir string, inst *appInst) error {
 	site, r := j.site, j.r
-	px, err := e.ensureProxy(site)
+	px, err := a.ensureProxy(site)
 	if err != nil {
-		_ = inst.stop(e.cfg.App.StopGrace.Duration)
-		return e.failed(j, "proxy", err)
+		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
+		return a.e.failed(j, "proxy", err)
 	}
 	// The app passed its check; if it has died since, it does not get the
 	// traffic: the live colour keeps it.
 	if isDone(inst.current().Done()) {
-		_ = inst.stop(e.cfg.App.StopGrace.Duration)
-		return e.fail(j, StateFailed, "the app exited after its health check; "+site.Name+" keeps serving the live colour")
+		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
+		return a.e.fail(j, StateFailed, "the app exited after its health check; "+site.Name+" keeps serving the live colour")
 	}
-	e.phase(j, PhaseSwapping)
+	a.e.phase(j, PhaseSwapping)
 	if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
-		_ = inst.stop(e.cfg.App.StopGrace.Duration)
-		return e.failed(j, "swap", err)
+		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
+		return a.e.failed(j, "swap", err)
 	}
-	old := e.goLive(px, inst)
+	old := a.goLive(px, inst)
 	j.p.step("live: %s %s on %s; the proxy on %s sends new requests to port %d", site.Name, r.Short(), r.Color, site.Proxy, inst.port)
-	e.onSwap(j, dir, inst.port)
-	e.finish(j, StateLive, "")
+	a.e.onSwap(j, dir, inst.port)
+	a.e.finish(j, StateLive, "")
 	if old != nil {
-		e.retire(px, old, j.p)
+		a.retire(px, old, j.p)
 	}
 	return nil
 }
 
 // saveAppState records the live app of a site, unless another one has
 // become live meanwhile.
-func (e *Engine) saveAppState(inst *appInst) {
-	e.appStateMu.Lock()
-	defer e.appStateMu.Unlock()
-	e.appsMu.Lock()
-	as := e.apps[inst.site]
+func (a *appRuntime) saveAppState(inst *appInst) {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	a.mu.Lock()
+	as := a.sites[inst.site]
 	live := as != nil && as.live == inst
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if !live {
 		return
 	}
 	p := inst.current()
 	b, _ := json.Marshal(appStateRecord{Color: inst.color, Port: inst.port, PID: p.Pid(), PGID: p.Pgid(),
 		DeployID: inst.deployID, Started: p.Started().UTC()})
-	path := e.data.AppStateFile(inst.site)
+	path := a.e.data.AppStateFile(inst.site)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
 		err = WriteFileAtomic(path, append(b, '\n'), 0o600)
 		if err == nil {
 			return
 		}
 	}
-	e.log.Warn("record app state", "site", inst.site, "path", path)
+	a.e.log.Warn("record app state", "site", inst.site, "path", path)
 }
 
 // killLeftoverApp stops the app a previous server recorded for site, if
 // it still runs: the parent-death signal stops apps with the server, but
 // their shutdown may still be under way, and a pid in the file may have
 // been reused by another program (then it is left alone).
-func (e *Engine) killLeftoverApp(site string) {
-	path := e.data.AppStateFile(site)
+func (a *appRuntime) killLeftoverApp(site string) {
+	path := a.e.data.AppStateFile(site)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return
 	}
 	var st appStateRecord
 	if err := json.Unmarshal(b, &st); err != nil {
-		e.log.Warn("app state unreadable", "site", site, "path", path, "err", err)
+		a.e.log.Warn("app state unreadable", "site", site, "path", path, "err", err)
 		_ = os.Remove(path)
 		return
 	}
 	leaderGone := errors.Is(syscall.Kill(st.PID, 0), syscall.ESRCH)
 	if app.Alive(st.PID, st.PGID) || (leaderGone && len(app.GroupMembers(st.PGID)) > 0) {
-		e.log.Warn("stopping an app left by the previous server", "site", site, "color", st.Color, "pid", st.PID, "port", st.Port)
-		if err := app.KillGroup(st.PGID, e.cfg.App.StopGrace.Duration); err != nil {
-			e.log.Error("stop leftover app", "site", site, "err", err)
+		a.e.log.Warn("stopping an app left by the previous server", "site", site, "color", st.Color, "pid", st.PID, "port", st.Port)
+		if err := app.KillGroup(st.PGID, a.e.cfg.App.StopGrace.Duration); err != nil {
+			a.e.log.Error("stop leftover app", "site", site, "err", err)
 		}
 	}
 	_ = os.Remove(path)
@@ -457,23 +468,23 @@ func (e *Engine) killLeftoverApp(site string) {
 
 // recoverApps starts again, in the background, the live colour of every
 // app site, after cleaning up what a previous server left.
-func (e *Engine) recoverApps(sites []Site) {
+func (a *appRuntime) recoverApps(sites []Site) {
 	for _, site := range sites {
 		if !site.IsApp() {
 			continue
 		}
-		e.killLeftoverApp(site.Name)
+		a.killLeftoverApp(site.Name)
 		color := LiveColor(site.Path)
 		if color != "blue" && color != "green" {
 			continue
 		}
-		done, err := e.begin()
+		done, err := a.e.begin()
 		if err != nil {
 			return
 		}
 		go func() {
 			defer done()
-			e.restoreApp(site.Name, color)
+			a.restoreApp(site.Name, color)
 		}()
 	}
 }
@@ -488,18 +499,18 @@ func (w logLines) Write(p []byte) (int, error) {
 
 // restoreApp starts the live colour of an app site at server start and
 // puts it behind the proxy. Until it is healthy the proxy answers 503.
-func (e *Engine) restoreApp(name, color string) {
-	l := e.log.With("site", name, "color", color)
-	unlock, err := e.lock(e.hard, name)
+func (a *appRuntime) restoreApp(name, color string) {
+	l := a.e.log.With("site", name, "color", color)
+	unlock, err := a.e.lock(a.e.hard, name)
 	if err != nil {
 		return
 	}
 	defer unlock()
-	site, err := LoadSite(e.data, name)
+	site, err := LoadSite(a.e.data, name)
 	if err != nil || !site.IsApp() || LiveColor(site.Path) != color {
 		return
 	}
-	px, err := e.ensureProxy(site)
+	px, err := a.ensureProxy(site)
 	if err != nil {
 		l.Error("app site: the proxy cannot listen; the app is not started", "proxy", site.Proxy, "err", err)
 		return
@@ -512,8 +523,8 @@ func (e *Engine) restoreApp(name, color string) {
 	out := &lineWriter{w: logLines{l}}
 	defer out.Flush()
 	j := &job{site: site, r: &rec, out: out, p: progress{out}, l: l}
-	if e.secrets != nil {
-		if j.secrets, err = e.secrets.Get(name); err != nil {
+	if a.e.secrets != nil {
+		if j.secrets, err = a.e.secrets.Get(name); err != nil {
 			l.Error("app site: its secrets cannot be read; the app is not started, the proxy answers 503 until the next deploy", "err", err)
 			return
 		}
@@ -524,11 +535,11 @@ func (e *Engine) restoreApp(name, color string) {
 		}
 	}()
 	dir := filepath.Join(site.Path, color)
-	pr, err := e.userEnv(j, dir)
+	pr, err := a.e.userEnv(j, dir)
 	if err == nil {
 		var inst *appInst
-		if inst, err = e.startApp(j, dir, pr); err == nil {
-			e.goLive(px, inst)
+		if inst, err = a.startApp(j, dir, pr); err == nil {
+			a.goLive(px, inst)
 			l.Info("app live again after the server start", "port", inst.port, "deploy", rec.ID)
 			return
 		}
@@ -539,17 +550,17 @@ func (e *Engine) restoreApp(name, color string) {
 // stopApps stops every app and proxy: the proxies stop taking requests
 // and finish those in flight, then the apps get SIGTERM (SIGKILL after
 // the grace period). Nothing the engine started is left running.
-func (e *Engine) stopApps() {
-	e.appsMu.Lock()
-	sites := maps.Clone(e.apps)
-	e.appsMu.Unlock()
+func (a *appRuntime) stopApps() {
+	a.mu.Lock()
+	sites := maps.Clone(a.sites)
+	a.mu.Unlock()
 	done := make(chan struct{})
 	n := 0
 	for name, as := range sites {
 		n++
 		go func() {
 			defer func() { done <- struct{}{} }()
-			e.stopAppSite(name, as)
+			a.stopAppSite(name, as)
 		}()
 	}
 	for ; n > 0; n-- {
@@ -560,15 +571,15 @@ func (e *Engine) stopApps() {
 // stopAppSite shuts one app site down: its proxy stops taking requests
 // and finishes those in flight, then its apps get SIGTERM (SIGKILL after
 // the grace period).
-func (e *Engine) stopAppSite(name string, as *appSite) {
-	e.appsMu.Lock()
+func (a *appRuntime) stopAppSite(name string, as *appSite) {
+	a.mu.Lock()
 	px, live, pending := as.proxy, as.live, as.pending
 	as.live, as.pending = nil, nil
-	e.appsMu.Unlock()
+	a.mu.Unlock()
 	if px != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), min(e.cfg.App.DrainTimeout.Duration, 10*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), min(a.e.cfg.App.DrainTimeout.Duration, 10*time.Second))
 		if err := px.Shutdown(ctx); err != nil {
-			e.log.Warn("proxy shutdown", "site", name, "err", err)
+			a.e.log.Warn("proxy shutdown", "site", name, "err", err)
 		}
 		cancel()
 	}
@@ -576,14 +587,14 @@ func (e *Engine) stopAppSite(name string, as *appSite) {
 		if inst == nil {
 			continue
 		}
-		if err := inst.stop(e.cfg.App.StopGrace.Duration); err != nil {
-			e.log.Warn("stop app", "site", name, "color", inst.color, "err", err)
+		if err := inst.stop(a.e.cfg.App.StopGrace.Duration); err != nil {
+			a.e.log.Warn("stop app", "site", name, "color", inst.color, "err", err)
 		} else {
-			e.log.Info("app stopped", "site", name, "color", inst.color)
+			a.e.log.Info("app stopped", "site", name, "color", inst.color)
 		}
 	}
 	if live != nil {
-		_ = os.Remove(e.data.AppStateFile(name))
+		_ = os.Remove(a.e.data.AppStateFile(name))
 	}
 	as.logf.Close()
 }
@@ -592,12 +603,14 @@ func (e *Engine) stopAppSite(name string, as *appSite) {
 // are no longer app sites (site rm and site set edit files; the daemon
 // notices here) and gives their ports back. The daemon calls it on a
 // timer; a site busy with a deploy is left for the next round.
-func (e *Engine) ReconcileApps() {
-	e.appsMu.Lock()
-	sites := maps.Clone(e.apps)
-	e.appsMu.Unlock()
+func (e *Engine) ReconcileApps() { e.apps.reconcile() }
+
+func (a *appRuntime) reconcile() {
+	a.mu.Lock()
+	sites := maps.Clone(a.sites)
+	a.mu.Unlock()
 	for name, as := range sites {
-		s, err := LoadSite(e.data, name)
+		s, err := LoadSite(a.e.data, name)
 		if err == nil && s.IsApp() {
 			continue
 		}
@@ -605,24 +618,24 @@ func (e *Engine) ReconcileApps() {
 			continue // a broken site file: keep serving, check says why
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		unlock, lerr := e.lock(ctx, name)
+		unlock, lerr := a.e.lock(ctx, name)
 		cancel()
 		if lerr != nil {
 			continue
 		}
-		if s, err := LoadSite(e.data, name); err == nil && s.IsApp() {
+		if s, err := LoadSite(a.e.data, name); err == nil && s.IsApp() {
 			unlock() // re-added meanwhile: it is an app site again
 			continue
 		}
-		e.appsMu.Lock()
-		delete(e.apps, name)
-		e.appsMu.Unlock()
-		e.stopAppSite(name, as)
-		if err := app.ReleasePorts(e.data.PortsFile(), name); err != nil {
-			e.log.Warn("release ports", "site", name, "err", err)
+		a.mu.Lock()
+		delete(a.sites, name)
+		a.mu.Unlock()
+		a.stopAppSite(name, as)
+		if err := app.ReleasePorts(a.e.data.PortsFile(), name); err != nil {
+			a.e.log.Warn("release ports", "site", name, "err", err)
 		}
 		unlock()
-		e.log.Info("app site gone: stopped its app and proxy", "site", name)
+		a.e.log.Info("app site gone: stopped its app and proxy", "site", name)
 	}
 }
 
@@ -637,11 +650,11 @@ type AppStatus struct {
 }
 
 // appStatus describes the app of site name as this engine runs it.
-func (e *Engine) appStatus(name string) *AppStatus {
-	e.appsMu.Lock()
-	defer e.appsMu.Unlock()
+func (a *appRuntime) appStatus(name string) *AppStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	st := &AppStatus{}
-	as := e.apps[name]
+	as := a.sites[name]
 	if as == nil {
 		return st
 	}

@@ -85,20 +85,20 @@ type Engine struct {
 	hardCancel context.CancelFunc
 
 	// apps are the app sites' proxies and processes (see apps.go).
-	appsMu     sync.Mutex
-	apps       map[string]*appSite
-	appStateMu sync.Mutex
+	apps *appRuntime
 }
 
 // NewEngine makes the engine for a data dir.
 func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	hard, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	e := &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		pending: map[string]Record{}, apps: map[string]*appSite{},
-		hard: hard, hardCancel: cancel,
+		pending: map[string]Record{},
+		hard:    hard, hardCancel: cancel,
 	}
+	e.apps = &appRuntime{e: e, sites: map[string]*appSite{}}
+	return e
 }
 
 // Event is something that happened to a deploy, for notifications.
@@ -143,7 +143,7 @@ func (e *Engine) Shutdown(ctx context.Context) {
 		<-done
 	}
 	e.hardCancel()
-	e.stopApps()
+	e.apps.stopApps()
 }
 
 func (e *Engine) lock(ctx context.Context, site string) (unlock func(), err error) {
@@ -455,7 +455,7 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	var inst *appInst // an app site's new colour, running and healthy
 	if site.IsApp() {
 		var err error
-		if inst, err = e.checkApp(j, dir, pr); err != nil {
+		if inst, err = e.apps.checkApp(j, dir, pr); err != nil {
 			return e.failed(j, "health check", err)
 		}
 	} else if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
@@ -474,12 +474,12 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	if site.Approval && !j.approved && r.Trigger != TriggerRollback {
 		if inst != nil {
 			// The app keeps running until the decision.
-			e.holdForApproval(site.Name, inst)
+			e.apps.holdForApproval(site.Name, inst)
 		}
 		return e.awaitApproval(j)
 	}
 	if inst != nil {
-		return e.swapApp(j, dir, inst)
+		return e.apps.swapApp(j, dir, inst)
 	}
 	if r.Strategy != InPlace {
 		e.phase(j, PhaseSwapping)
@@ -666,7 +666,7 @@ func (e *Engine) finish(j *job, state, why string) {
 	e.setRunning(r)
 	if state != StatePendingApproval {
 		// A rejected, expired, superseded or failed deploy's app stops.
-		e.stopPendingApp(site.Name, r.ID, p)
+		e.apps.stopPendingApp(site.Name, r.ID, p)
 	}
 	e.mu.Lock()
 	if state == StatePendingApproval {

@@ -81,7 +81,7 @@ func (e *Engine) Recover() {
 	}
 	// App sites: clean up after the previous server, then start the live
 	// colour again behind the proxy (in the background, under the lock).
-	e.recoverApps(sites)
+	e.apps.recoverApps(sites)
 }
 
 // SiteStatus is what status reports for one site.
@@ -125,7 +125,7 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 		st.Pending = &r
 	}
 	if site.IsApp() {
-		st.App = e.appStatus(name)
+		st.App = e.apps.appStatus(name)
 	}
 	return st, nil
 }
