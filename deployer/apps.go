@@ -385,36 +385,6 @@ func (a *appRuntime) retire(px *app.Proxy, old *appInst, p progress) {
 	p.step("drained and stopped the app in %s", old.color)
 }
 
-// swapApp puts a checked app colour live: the symlink, then the proxy,
-// then on_swap; then the old colour is drained and stopped.
-func (a *appRuntime) swapApp(j *job, dir string, inst *appInst) error {
-	site, r := j.site, j.r
-	px, err := a.ensureProxy(site)
-	if err != nil {
-		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
-		return a.e.failed(j, "proxy", err)
-	}
-	// The app passed its check; if it has died since, it does not get the
-	// traffic: the live colour keeps it.
-	if isDone(inst.current().Done()) {
-		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
-		return a.e.fail(j, StateFailed, "the app exited after its health check; "+site.Name+" keeps serving the live colour")
-	}
-	a.e.phase(j, PhaseSwapping)
-	if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
-		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
-		return a.e.failed(j, "swap", err)
-	}
-	old := a.goLive(px, inst)
-	j.p.step("live: %s %s on %s; the proxy on %s sends new requests to port %d", site.Name, r.Short(), r.Color, site.Proxy, inst.port)
-	a.e.onSwap(j, dir, inst.port)
-	a.e.finish(j, StateLive, "")
-	if old != nil {
-		a.retire(px, old, j.p)
-	}
-	return nil
-}
-
 // saveAppState records the live app of a site, unless another one has
 // become live meanwhile.
 func (a *appRuntime) saveAppState(inst *appInst) {

@@ -215,6 +215,8 @@ type job struct {
 	// pushSeq is the place of a push's deploy in the site's push order
 	// (0: not a push).
 	pushSeq uint64
+	// target is how this site puts the deploy live (target.go).
+	target target
 	// secrets are the site's secrets, decrypted for this job only; every
 	// byte of output passes a masker that hides their values.
 	secrets    map[string]string
@@ -229,7 +231,7 @@ func (e *Engine) newJob(site Site, r *Record, out io.Writer) (*job, func(), erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("open deploy log: %w", err)
 	}
-	j := &job{site: site, r: r, l: e.log.With("site", site.Name, "deploy", r.ID)}
+	j := &job{site: site, r: r, l: e.log.With("site", site.Name, "deploy", r.ID), target: e.targetFor(site, r.Strategy)}
 	if e.secrets != nil {
 		j.secrets, j.secretsErr = e.secrets.Get(site.Name)
 	}
@@ -371,12 +373,16 @@ func (e *Engine) failStep(j *job, step, state, why string, cause error) error {
 }
 
 // failed ends the job after a step failed: interrupted when the server is
-// stopping, failed otherwise.
+// stopping, failed otherwise. Step "" has the cause's message stand alone.
 func (e *Engine) failed(j *job, step string, err error) error {
-	if e.hard.Err() != nil {
-		return e.failStep(j, step, StateInterrupted, step+": interrupted by server shutdown", err)
+	prefix := ""
+	if step != "" {
+		prefix = step + ": "
 	}
-	return e.failStep(j, step, StateFailed, step+": "+err.Error(), err)
+	if e.hard.Err() != nil {
+		return e.failStep(j, step, StateInterrupted, prefix+"interrupted by server shutdown", err)
+	}
+	return e.failStep(j, step, StateFailed, prefix+err.Error(), err)
 }
 
 func (e *Engine) phase(j *job, phase string) {
@@ -403,27 +409,21 @@ func (e *Engine) pipeline(j *job) error {
 		}
 		r.Commit = c
 	}
-	if site.Approval && r.Strategy == InPlace {
-		return e.fail(j, StateFailed, "in-place deploys cannot wait for approval; use the blue-green strategy")
-	}
-	if site.IsApp() && r.Strategy == InPlace {
-		return e.fail(j, StateFailed, "an app site deploys blue-green only: the new colour's app starts next to the live one")
+	if err := j.target.admit(j); err != nil {
+		return e.failStep(j, "", StateFailed, err.Error(), err)
 	}
 	// The new build goes into the inactive colour, where a deploy waiting
 	// for approval sits: that deploy can no longer be approved.
 	e.supersedePending(j)
 	live := LiveColor(site.Path)
-	r.Color, r.PrevColor = otherColor(live), live
-	if r.Strategy == InPlace {
-		r.Color = colorInPlace
-	}
+	r.Color, r.PrevColor = j.target.colour(live), live
 	p.step("site %s, commit %s (%s), deploy %s by %s", site.Name, r.Short(), strings.TrimPrefix(r.Ref, "refs/heads/"), r.ID, firstNonEmpty(r.User, "unknown"))
 
 	if err := os.MkdirAll(site.Path, 0o755); err != nil {
 		return e.failed(j, "prepare site path", err)
 	}
 	e.phase(j, PhaseCheckout)
-	dir, err := e.checkout(ctx, site, r)
+	dir, err := j.target.checkout(ctx, j)
 	if err != nil {
 		return e.failed(j, "checkout", err)
 	}
@@ -448,23 +448,16 @@ func (e *Engine) pipeline(j *job) error {
 }
 
 // checkAndSwap health-checks the colour in dir and, only if it passes,
-// makes it live.
+// makes it live (or has it wait for approval).
 func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	site, r := j.site, j.r
 	e.phase(j, PhaseChecking)
-	var inst *appInst // an app site's new colour, running and healthy
-	if site.IsApp() {
-		var err error
-		if inst, err = e.apps.checkApp(j, dir, pr); err != nil {
-			return e.failed(j, "health check", err)
-		}
-	} else if err := e.healthCheck(e.hard, j, dir, pr); err != nil {
+	c, err := j.target.check(j, dir, pr)
+	if err != nil {
 		return e.failed(j, "health check", err)
 	}
 	if e.hard.Err() != nil {
-		if inst != nil {
-			_ = inst.stop(e.cfg.App.StopGrace.Duration)
-		}
+		c.discard()
 		return e.fail(j, StateInterrupted, "interrupted by server shutdown before going live")
 	}
 	// Approval is a property of what goes live, not of the path that asks
@@ -472,24 +465,24 @@ func (e *Engine) checkAndSwap(j *job, dir string, pr proc) error {
 	// --to builds a commit anew, like any deploy). The instant rollback
 	// swaps back to a release that was approved when it went live.
 	if site.Approval && !j.approved && r.Trigger != TriggerRollback {
-		if inst != nil {
-			// The app keeps running until the decision.
-			e.apps.holdForApproval(site.Name, inst)
-		}
+		c.hold(j)
 		return e.awaitApproval(j)
 	}
-	if inst != nil {
-		return e.apps.swapApp(j, dir, inst)
-	}
-	if r.Strategy != InPlace {
-		e.phase(j, PhaseSwapping)
-		if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
-			return e.failed(j, "swap", err)
+	e.phase(j, PhaseSwapping)
+	sw, err := c.switchLive(j)
+	if err != nil {
+		var se *stepError
+		if errors.As(err, &se) {
+			return e.failed(j, se.step, se.err)
 		}
+		return e.failed(j, "switch", err)
 	}
-	j.p.step("live: %s %s on %s", site.Name, r.Short(), r.Color)
-	e.onSwap(j, dir, 0)
+	j.p.step("live: %s %s on %s%s", site.Name, r.Short(), r.Color, sw.note)
+	e.onSwap(j, dir, sw.port)
 	e.finish(j, StateLive, "")
+	if sw.retire != nil {
+		sw.retire()
+	}
 	return nil
 }
 
@@ -537,10 +530,8 @@ func (e *Engine) userEnv(j *job, dir string) (proc, error) {
 		}
 		// The chown changed every file's ctime: refresh the colour's index
 		// so that the next checkout there still writes only what changed.
-		if r.Strategy != InPlace {
-			_, _ = git(e.hard, []string{"GIT_INDEX_FILE=" + colourIndex(e.data, r.Site, r.Color)},
-				"--git-dir", e.data.Repo(r.Site), "--work-tree", dir, "update-index", "-q", "--refresh")
-		}
+		_, _ = git(e.hard, []string{"GIT_INDEX_FILE=" + colourIndex(e.data, r.Site, r.Color)},
+			"--git-dir", e.data.Repo(r.Site), "--work-tree", dir, "update-index", "-q", "--refresh")
 		pr.cred = &syscall.Credential{Uid: e.runAs.uid, Gid: e.runAs.gid, Groups: []uint32{}}
 		vars["HOME"], vars["USER"], vars["LOGNAME"] = e.runAs.home, e.runAs.name, e.runAs.name
 	}
@@ -630,6 +621,7 @@ func (e *Engine) instantRollback(j *job) error {
 	}
 	r := j.r
 	r.Commit, r.Ref, r.Color, r.PrevColor, r.Strategy = prev.Commit, prev.Ref, prev.Color, otherColor(prev.Color), BlueGreen
+	j.target = e.targetFor(j.site, BlueGreen)
 	j.p.step("rollback of %s: back to %s %s (deploy %s), by %s", j.site.Name, r.Color, r.Short(), prev.ID, firstNonEmpty(r.User, "unknown"))
 	if j.site.Approval {
 		r.Note = fmt.Sprintf("no new approval: %s holds deploy %s, which went live before", r.Color, prev.ID)
@@ -664,10 +656,7 @@ func (e *Engine) finish(j *job, state, why string) {
 		l.Error("save deploy record", "err", err)
 	}
 	e.setRunning(r)
-	if state != StatePendingApproval {
-		// A rejected, expired, superseded or failed deploy's app stops.
-		e.apps.stopPendingApp(site.Name, r.ID, p)
-	}
+	j.target.ended(j, state)
 	e.mu.Lock()
 	if state == StatePendingApproval {
 		e.pending[site.Name] = *r
@@ -739,29 +728,32 @@ func otherColor(c string) string {
 	return "blue"
 }
 
-// checkout materialises the commit: for blue-green into a fresh inactive
-// colour dir (nothing stale, no .git), for in-place into current itself.
-func (e *Engine) checkout(ctx context.Context, site Site, r *Record) (string, error) {
-	repo := e.data.Repo(site.Name)
-	if r.Strategy == InPlace {
-		dir := filepath.Join(site.Path, currentLink)
-		if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
-			// Switching from blue-green: current is a symlink. Replace it
-			// with a real directory holding a copy of the commit.
-			if err := os.Remove(dir); err != nil {
-				return "", err
-			}
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+// checkoutInPlace materialises the commit into current itself, a real
+// directory.
+func (e *Engine) checkoutInPlace(ctx context.Context, site Site, r *Record) (string, error) {
+	dir := filepath.Join(site.Path, currentLink)
+	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
+		// Switching from blue-green: current is a symlink. Replace it
+		// with a real directory holding a copy of the commit.
+		if err := os.Remove(dir); err != nil {
 			return "", err
 		}
-		if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
-			return "", err
-		}
-		idx := filepath.Join(e.data.StateDir(), site.Name+".in-place.index")
-		_, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", repo, "--work-tree", dir, "read-tree", "-u", "--reset", r.Commit)
-		return dir, err
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
+		return "", err
+	}
+	idx := colourIndex(e.data, site.Name, colorInPlace)
+	_, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", e.data.Repo(site.Name), "--work-tree", dir, "read-tree", "-u", "--reset", r.Commit)
+	return dir, err
+}
+
+// checkoutColour materialises the commit into the inactive colour dir:
+// exactly the commit, nothing stale, no .git.
+func (e *Engine) checkoutColour(ctx context.Context, site Site, r *Record) (string, error) {
+	repo := e.data.Repo(site.Name)
 	dir := filepath.Join(site.Path, r.Color)
 	if LiveColor(site.Path) == r.Color {
 		return "", fmt.Errorf("refusing to overwrite the live colour %s", r.Color)
