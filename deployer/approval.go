@@ -106,11 +106,13 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 		if j.site.RequireOtherApprover && j.r.User == user {
 			return fmt.Errorf("%w: %s pushed deploy %s and this site requires another admin to approve it", ErrApproval, user, j.r.ID)
 		}
+		if err := j.r.transition(StateRunning); err != nil {
+			return err
+		}
 		j.approved = true
 		j.r.ApprovedBy = user
-		j.r.State = StateRunning
 		j.p.step("approved by %s: %s %s on %s (deploy %s by %s)", user, j.site.Name, j.r.Short(), j.r.Color, j.r.ID, j.r.User)
-		e.emit("approved", j)
+		e.emit(EventApproved, j)
 		if j.secretsErr != nil {
 			return e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
 		}

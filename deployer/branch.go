@@ -73,7 +73,7 @@ func (e *Engine) setBranch(site Site, from, commit, why string) error {
 }
 
 // settleBranch moves the branch after j ended in state (see above).
-func (e *Engine) settleBranch(j *job, state string) {
+func (e *Engine) settleBranch(j *job, state State) {
 	site, r := j.site, j.r
 	if site.Poll != "" || r.Commit == "" {
 		return
@@ -90,7 +90,7 @@ func (e *Engine) settleBranch(j *job, state string) {
 		if live, ok := LiveRelease(site); ok {
 			to = live.Commit
 		}
-		why = "deploy " + r.ID + " " + state + ", back to the live commit"
+		why = "deploy " + r.ID + " " + string(state) + ", back to the live commit"
 	default:
 		return
 	}

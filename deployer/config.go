@@ -87,7 +87,7 @@ type NotifyConfig struct {
 	// the credential in it): it is never logged.
 	URL string `toml:"url"`
 	// Events filters which events are sent; empty sends all of them.
-	Events []string `toml:"events"`
+	Events []EventKind `toml:"events"`
 	// Approver, when set and [http] listen is configured, adds a one-click
 	// approval link to pending_approval notifications; an approval through
 	// the link is recorded as this user.
@@ -108,13 +108,6 @@ const (
 	DefaultNotifyRetries = 3
 	maxNotifyRetries     = 10
 )
-
-// NotifyEvents are the event kinds a [[notify]] block may filter on: the
-// kinds the engine emits (see Event).
-var NotifyEvents = []string{
-	"deploy_started", "live", "failed", "pending_approval", "approved",
-	"rejected", "expired", "rolled_back", "superseded",
-}
 
 // WithDefaults fills the settings a [[notify]] block left out: kind
 // webhook, timeout 5s, 3 retries. A TOML array of tables cannot carry
@@ -337,7 +330,7 @@ func (n NotifyConfig) validate(h HTTPConfig) error {
 	}
 	for _, ev := range n.Events {
 		if !slices.Contains(NotifyEvents, ev) {
-			return fmt.Errorf("unknown event %q (events: %s)", ev, strings.Join(NotifyEvents, ", "))
+			return fmt.Errorf("unknown event %q (events: %s)", ev, joinKinds(NotifyEvents))
 		}
 	}
 	if n.Approver != "" {
@@ -432,3 +425,11 @@ func (d Data) AppLog(site string) string { return d.path("logs", site+".app.log"
 
 // StateDir holds small per-site state files of the engine.
 func (d Data) StateDir() string { return d.path("state") }
+
+func joinKinds(kinds []EventKind) string {
+	s := make([]string, len(kinds))
+	for i, k := range kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}

@@ -105,7 +105,7 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 type Event struct {
 	// Kind is one of deploy_started, live, failed, pending_approval,
 	// approved, rejected, expired, rolled_back, superseded.
-	Kind   string
+	Kind   EventKind
 	Record Record
 	Site   Site
 }
@@ -114,7 +114,7 @@ type Event struct {
 // synchronously and must not block (queue the work). Set it before use.
 func (e *Engine) OnEvent(f func(Event)) { e.events = f }
 
-func (e *Engine) emit(kind string, j *job) {
+func (e *Engine) emit(kind EventKind, j *job) {
 	if e.events != nil {
 		e.events(Event{Kind: kind, Record: *j.r, Site: j.site})
 	}
@@ -338,7 +338,7 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	defer unlock()
 
 	e.setRunning(r)
-	e.emit("deploy_started", j)
+	e.emit(EventDeployStarted, j)
 	if j.secretsErr != nil {
 		return *r, e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
 	}
@@ -362,11 +362,11 @@ var errSuperseded = errors.New("superseded")
 
 // fail ends the job with state and reason and returns the outcome as a
 // *DeployError wrapping cause (which may be nil).
-func (e *Engine) fail(j *job, state, why string) error {
+func (e *Engine) fail(j *job, state State, why string) error {
 	return e.failStep(j, "", state, why, nil)
 }
 
-func (e *Engine) failStep(j *job, step, state, why string, cause error) error {
+func (e *Engine) failStep(j *job, step string, state State, why string, cause error) error {
 	why = j.mask(why)
 	e.finish(j, state, why)
 	return &DeployError{ID: j.r.ID, Step: step, State: state, msg: why, Err: cause}
@@ -640,10 +640,14 @@ func (e *Engine) instantRollback(j *job) error {
 
 // finish records the outcome: the deploy record, the site history, the
 // server log and the last lines the client sees.
-func (e *Engine) finish(j *job, state, why string) {
+func (e *Engine) finish(j *job, state State, why string) {
 	site, r, p, l := j.site, j.r, j.p, j.l
 	why = j.mask(why) // it may quote a command or URL holding a secret
-	r.State, r.Error, r.Phase = state, why, PhaseFinished
+	if err := r.transition(state); err != nil {
+		l.Error("deploy state", "err", err) // a bug: recorded all the same
+		r.State = state
+	}
+	r.Error, r.Phase = why, PhaseFinished
 	r.FinishedAt = time.Now().UTC()
 	// History first: should the server die between the two writes, the
 	// record still says running and Recover finds the outcome in history.
@@ -665,14 +669,7 @@ func (e *Engine) finish(j *job, state, why string) {
 	}
 	e.mu.Unlock()
 	e.settleBranch(j, state)
-	switch {
-	case state == StateLive && (r.Trigger == TriggerRollback || r.Trigger == TriggerRollbackTo):
-		e.emit("rolled_back", j)
-	case state == StateInterrupted:
-		e.emit(StateFailed, j)
-	default:
-		e.emit(state, j)
-	}
+	e.emit(eventOf(*r), j)
 	switch state {
 	case StateLive:
 		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())

@@ -215,7 +215,7 @@ func checkHistoryLine(t *testing.T, line map[string]any, want Record) {
 	str := func(k string) string { s, _ := line[k].(string); return s }
 	checks := [][2]string{
 		{"id", want.ID}, {"site", want.Site}, {"commit", want.Commit}, {"ref", want.Ref}, {"color", want.Color},
-		{"strategy", string(want.Strategy)}, {"state", want.State}, {"user", want.User}, {"trigger", want.Trigger},
+		{"strategy", string(want.Strategy)}, {"state", string(want.State)}, {"user", want.User}, {"trigger", want.Trigger},
 	}
 	for _, c := range checks {
 		if str(c[0]) != c[1] {
@@ -532,7 +532,7 @@ func TestDeployBuildTimeout(t *testing.T) {
 		t.Errorf("current -> %q after a timed-out build", got)
 	}
 	sameSnapshot(t, "live blue", live, snapshot(t, filepath.Join(site.Path, "blue")))
-	if h := historyLines(t, site); h[len(h)-1]["state"] != StateFailed || !strings.Contains(h[len(h)-1]["error"].(string), "timed out") {
+	if h := historyLines(t, site); h[len(h)-1]["state"] != string(StateFailed) || !strings.Contains(h[len(h)-1]["error"].(string), "timed out") {
 		t.Errorf("history = %v", h[len(h)-1])
 	}
 }
@@ -661,7 +661,7 @@ func TestDeploySupersededPush(t *testing.T) {
 	for _, h := range historyLines(t, site) {
 		states[h["commit"].(string)] = h["state"]
 	}
-	if states[old] != StateSuperseded || states[tip] != StateLive {
+	if states[old] != string(StateSuperseded) || states[tip] != string(StateLive) {
 		t.Errorf("history states %v", states)
 	}
 }
@@ -723,7 +723,7 @@ func TestRecover(t *testing.T) {
 
 	e.Recover()
 
-	want := map[string]string{building.ID: StateInterrupted, swappedIn.ID: StateLive, swapLost.ID: StateInterrupted, done.ID: StateFailed}
+	want := map[string]State{building.ID: StateInterrupted, swappedIn.ID: StateLive, swapLost.ID: StateInterrupted, done.ID: StateFailed}
 	for id, state := range want {
 		r, err := LoadRecord(e.Data(), "hello", id)
 		if err != nil {
@@ -745,7 +745,7 @@ func TestRecover(t *testing.T) {
 		got[line["id"].(string)] = line["state"].(string)
 	}
 	for _, id := range []string{building.ID, swappedIn.ID, swapLost.ID} {
-		if got[id] != want[id] {
+		if got[id] != string(want[id]) {
 			t.Errorf("history of %s: %q, want %q", id, got[id], want[id])
 		}
 	}

@@ -10,7 +10,7 @@ import "errors"
 type DeployError struct {
 	ID    string // the deploy record, "" when none was written
 	Step  string // resolve, checkout, build, health check, swap, …; "" when the deploy was refused as a whole
-	State string // the recorded state: failed, interrupted, rejected, expired
+	State State  // the recorded state: failed, interrupted, rejected, expired
 	msg   string // the reason, masked
 	Err   error  // the cause, for errors.Is; never printed
 }

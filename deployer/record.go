@@ -17,18 +17,22 @@ import (
 	"github.com/eeveon/eeveon/deployer/names"
 )
 
-// Deploy states. A record is "running" while the pipeline works on it;
-// every other state is an outcome.
+// State is a deploy's state in its record and history. A record is
+// running while the pipeline works on it; every other state is an
+// outcome, reached through the transitions in states.go.
+type State string
+
+// Deploy states.
 const (
-	StateRunning     = "running"
-	StateLive        = "live"
-	StateFailed      = "failed"
-	StateInterrupted = "interrupted"
-	StateSuperseded  = "superseded"
+	StateRunning     State = "running"
+	StateLive        State = "live"
+	StateFailed      State = "failed"
+	StateInterrupted State = "interrupted"
+	StateSuperseded  State = "superseded"
 	// StatePendingApproval: built and healthy, waiting for an admin.
-	StatePendingApproval = "pending_approval"
-	StateRejected        = "rejected"
-	StateExpired         = "expired"
+	StatePendingApproval State = "pending_approval"
+	StateRejected        State = "rejected"
+	StateExpired         State = "expired"
 )
 
 // Phases of a running deploy.
@@ -57,7 +61,7 @@ type Record struct {
 	Color       string    `json:"color"`
 	PrevColor   string    `json:"prev_color,omitempty"`
 	Strategy    Strategy  `json:"strategy"`
-	State       string    `json:"state"`
+	State       State     `json:"state"`
 	Phase       string    `json:"phase,omitempty"`
 	User        string    `json:"user"`
 	Fingerprint string    `json:"fingerprint,omitempty"`

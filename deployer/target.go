@@ -26,7 +26,7 @@ type target interface {
 	// check health-checks the built colour in dir.
 	check(j *job, dir string, pr proc) (candidate, error)
 	// ended hears how a deploy of this site ended.
-	ended(j *job, state string)
+	ended(j *job, state State)
 }
 
 // candidate is a built colour that passed its check.
@@ -80,7 +80,7 @@ type staticTarget struct{ e *Engine }
 
 func (staticTarget) admit(*job) error          { return nil }
 func (staticTarget) colour(live string) string { return otherColor(live) }
-func (staticTarget) ended(*job, string)        {}
+func (staticTarget) ended(*job, State)         {}
 
 func (t staticTarget) checkout(ctx context.Context, j *job) (string, error) {
 	return t.e.checkoutColour(ctx, j.site, j.r)
@@ -111,7 +111,7 @@ func (symlinkSwap) switchLive(j *job) (switched, error) {
 type inPlaceTarget struct{ e *Engine }
 
 func (inPlaceTarget) colour(string) string { return colorInPlace }
-func (inPlaceTarget) ended(*job, string)   {}
+func (inPlaceTarget) ended(*job, State)    {}
 
 func (inPlaceTarget) admit(j *job) error {
 	if j.site.Approval {
@@ -160,7 +160,7 @@ func (a *appRuntime) check(j *job, dir string, pr proc) (candidate, error) {
 
 // ended stops the app of a deploy that waited for approval and will not
 // go live (rejected, expired, superseded, failed).
-func (a *appRuntime) ended(j *job, state string) {
+func (a *appRuntime) ended(j *job, state State) {
 	if state != StatePendingApproval {
 		a.stopPendingApp(j.site.Name, j.r.ID, j.p)
 	}

@@ -24,7 +24,7 @@ func randomLine(rnd *rand.Rand, n int) string {
 	r := Record{
 		ID: fmt.Sprintf("20260101-000000-%04x", n), Site: "web", Commit: fmt.Sprintf("%040x", n),
 		Color:   pick("blue", "green", "blue", "green", colorInPlace, ""),
-		State:   pick(StateLive, StateLive, StateFailed, StateInterrupted, StateSuperseded, StatePendingApproval, StateRejected, StateExpired),
+		State:   State(pick(string(StateLive), string(StateLive), string(StateFailed), string(StateInterrupted), string(StateSuperseded), string(StatePendingApproval), string(StateRejected), string(StateExpired))),
 		Trigger: pick("push", "push", TriggerRollback, TriggerRollbackTo, "poll"),
 	}
 	b, _ := json.Marshal(r)

@@ -489,7 +489,7 @@ func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, old, co
 		Site: s.Name, Commit: commit, Ref: s.Ref(), Trigger: "push", User: id.User,
 		Fingerprint: id.Fingerprint, FromPush: true, Old: old,
 	}, stdio.Stdout)
-	outcome := r.State
+	outcome := string(r.State)
 	if err != nil {
 		outcome = "error: " + err.Error()
 	}

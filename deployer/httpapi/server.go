@@ -208,7 +208,7 @@ func usedRefusal(c Claims) *refusal {
 func (s *Server) notPending(c Claims) *refusal {
 	state := "unknown"
 	if r, err := deployer.LoadRecord(s.data, c.Site, c.Deploy); err == nil {
-		state = r.State
+		state = string(r.State)
 	}
 	return &refusal{http.StatusGone, "No longer waiting for approval",
 		fmt.Sprintf("Deploy %s of %s is %s, not waiting for approval. Nothing was changed.", c.Deploy, c.Site, state)}
@@ -306,7 +306,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 func recordPage(r deployer.Record) page {
 	p := page{
 		Site: r.Site, DeployID: r.ID, Commit: r.Commit, Short: r.Short(), Ref: strings.TrimPrefix(r.Ref, "refs/heads/"),
-		User: r.User, Color: r.Color, State: r.State, Error: r.Error,
+		User: r.User, Color: r.Color, State: string(r.State), Error: r.Error,
 	}
 	if r.ExpiresAt != nil && r.State == deployer.StatePendingApproval {
 		p.Expires = r.ExpiresAt.UTC().Format(time.RFC3339)

@@ -113,7 +113,7 @@ func newNotifier(t *testing.T, cfgs ...deployer.NotifyConfig) (*Notifier, *syncB
 	return n, &logs
 }
 
-func event(kind string) deployer.Event {
+func event(kind deployer.EventKind) deployer.Event {
 	ev := pendingEvent()
 	ev.Kind = kind
 	if kind != "pending_approval" {
@@ -145,7 +145,7 @@ func TestDeliverWebhook(t *testing.T) {
 
 func TestEventFilter(t *testing.T) {
 	rcv := newReceiver(t)
-	n, _ := newNotifier(t, deployer.NotifyConfig{URL: rcv.URL, Events: []string{"failed"}})
+	n, _ := newNotifier(t, deployer.NotifyConfig{URL: rcv.URL, Events: []deployer.EventKind{"failed"}})
 	n.Start()
 	n.Enqueue(event("deploy_started"))
 	n.Enqueue(event("live"))

@@ -36,11 +36,11 @@ type Message struct {
 func NewMessage(ev deployer.Event, now time.Time) Message {
 	r := ev.Record
 	m := Message{
-		Event: ev.Kind, Site: firstNonEmpty(r.Site, ev.Site.Name), DeployID: r.ID,
-		Commit: r.Commit, ShortCommit: r.Short(), Ref: r.Ref, Color: r.Color, State: r.State,
+		Event: string(ev.Kind), Site: firstNonEmpty(r.Site, ev.Site.Name), DeployID: r.ID,
+		Commit: r.Commit, ShortCommit: r.Short(), Ref: r.Ref, Color: r.Color, State: string(r.State),
 		User: r.User, ApprovedBy: r.ApprovedBy, Error: r.Error, Time: now.UTC(),
 	}
-	if r.ExpiresAt != nil && ev.Kind == "pending_approval" {
+	if r.ExpiresAt != nil && ev.Kind == deployer.EventPendingApproval {
 		t := r.ExpiresAt.UTC()
 		m.ExpiresAt = &t
 	}

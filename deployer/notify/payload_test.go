@@ -206,7 +206,7 @@ func TestPayloadMask(t *testing.T) {
 func TestSummaries(t *testing.T) {
 	base := pendingEvent().Record
 	tests := []struct {
-		kind  string
+		kind  deployer.EventKind
 		tweak func(*deployer.Record)
 		want  string
 	}{
