@@ -117,7 +117,7 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 			return e.fail(j, StateFailed, "secrets: "+j.secretsErr.Error())
 		}
 		dir := filepath.Join(j.site.Path, j.r.Color)
-		pr, err := e.userEnv(j, dir)
+		pr, err := e.ws.env(j, dir)
 		if err != nil {
 			return e.failed(j, "prepare health check", err)
 		}

@@ -505,7 +505,7 @@ func (a *appRuntime) restoreApp(name, color string) {
 		}
 	}()
 	dir := filepath.Join(site.Path, color)
-	pr, err := a.e.userEnv(j, dir)
+	pr, err := a.e.ws.env(j, dir)
 	if err == nil {
 		var inst *appInst
 		if inst, err = a.startApp(j, dir, pr); err == nil {

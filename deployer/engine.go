@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/eeveon/eeveon/deployer/secrets"
@@ -77,7 +75,7 @@ type Engine struct {
 	// histMu serialises history appends (read, add a line, rewrite): a
 	// deploy that gave up waiting for its site lock still appends.
 	histMu sync.Mutex
-	runAs  *runAs
+	ws     *workspace // checkouts and the commands' environment
 
 	// hard is cancelled when a shutdown's grace period ends: builds are
 	// killed and their deploys recorded as interrupted.
@@ -98,6 +96,7 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 		hard:    hard, hardCancel: cancel,
 	}
 	e.apps = &appRuntime{e: e, sites: map[string]*appSite{}}
+	e.ws = &workspace{data: d, hard: hard}
 	return e
 }
 
@@ -428,7 +427,7 @@ func (e *Engine) pipeline(j *job) error {
 		return e.failed(j, "checkout", err)
 	}
 
-	pr, err := e.userEnv(j, dir)
+	pr, err := e.ws.env(j, dir)
 	if err != nil {
 		return e.failed(j, "prepare build", err)
 	}
@@ -514,72 +513,6 @@ func (e *Engine) onSwap(j *job, dir string, port int) {
 	}
 }
 
-// userEnv is the environment of the build and health commands: the
-// server's base variables, the site's secrets, and eeveon's own variables
-// (which a secret cannot override). With secrets_file set, the secrets
-// are also readable as a dotenv file at that path in dir: a symlink to
-// /dev/fd/3, where the commands find a sealed in-memory copy, so no
-// plaintext ever lands on disk.
-func (e *Engine) userEnv(j *job, dir string) (proc, error) {
-	r := j.r
-	pr := proc{}
-	vars := map[string]string{}
-	if e.runAs != nil {
-		if err := e.handOver(dir); err != nil {
-			return pr, err
-		}
-		// The chown changed every file's ctime: refresh the colour's index
-		// so that the next checkout there still writes only what changed.
-		_, _ = git(e.hard, []string{"GIT_INDEX_FILE=" + colourIndex(e.data, r.Site, r.Color)},
-			"--git-dir", e.data.Repo(r.Site), "--work-tree", dir, "update-index", "-q", "--refresh")
-		pr.cred = &syscall.Credential{Uid: e.runAs.uid, Gid: e.runAs.gid, Groups: []uint32{}}
-		vars["HOME"], vars["USER"], vars["LOGNAME"] = e.runAs.home, e.runAs.name, e.runAs.name
-	}
-	for k, v := range j.secrets {
-		vars[k] = v
-	}
-	for k, v := range map[string]string{
-		"EEVEON_SITE": r.Site, "EEVEON_COMMIT": r.Commit, "EEVEON_COLOR": r.Color,
-		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_REF": r.Ref, "EEVEON_PATH": dir,
-	} {
-		vars[k] = v
-	}
-	if j.site.SecretsFile == "" {
-		pr.env = commandEnv(vars)
-		return pr, nil
-	}
-	if j.secretFile == nil {
-		f, err := secrets.MemFile(secrets.FormatDotenv(j.secrets))
-		if err != nil {
-			return pr, err
-		}
-		j.secretFile = f
-	}
-	// The commit decides what is in dir, symlinks included: every step
-	// goes through an os.Root so that none can lead outside it.
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return pr, err
-	}
-	defer root.Close()
-	link := j.site.SecretsFile
-	if err := root.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
-	}
-	if fi, err := root.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		j.p.step("warning: the commit has a file at %s; it is replaced by the secrets file", link)
-	}
-	if err := root.RemoveAll(link); err != nil {
-		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
-	}
-	if err := root.Symlink("/dev/fd/3", link); err != nil {
-		return pr, fmt.Errorf("secrets_file %s: %w", link, err)
-	}
-	vars["EEVEON_SECRETS_FILE"] = "/dev/fd/3"
-	pr.env, pr.files = commandEnv(vars), []*os.File{j.secretFile}
-	return pr, nil
-}
-
 // ErrNoRollback is returned when the other colour cannot be swapped back.
 var ErrNoRollback = errors.New("cannot roll back")
 
@@ -631,7 +564,7 @@ func (e *Engine) instantRollback(j *job) error {
 		j.p.step("%s", r.Note)
 	}
 	dir := filepath.Join(j.site.Path, r.Color)
-	pr, err := e.userEnv(j, dir)
+	pr, err := e.ws.env(j, dir)
 	if err != nil {
 		return e.failed(j, "prepare health check", err)
 	}
@@ -723,93 +656,6 @@ func otherColor(c string) string {
 		return "green"
 	}
 	return "blue"
-}
-
-// checkoutInPlace materialises the commit into current itself, a real
-// directory.
-func (e *Engine) checkoutInPlace(ctx context.Context, site Site, r *Record) (string, error) {
-	dir := filepath.Join(site.Path, currentLink)
-	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
-		// Switching from blue-green: current is a symlink. Replace it
-		// with a real directory holding a copy of the commit.
-		if err := os.Remove(dir); err != nil {
-			return "", err
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
-		return "", err
-	}
-	idx := colourIndex(e.data, site.Name, colorInPlace)
-	_, err := git(ctx, []string{"GIT_INDEX_FILE=" + idx}, "--git-dir", e.data.Repo(site.Name), "--work-tree", dir, "read-tree", "-u", "--reset", r.Commit)
-	return dir, err
-}
-
-// checkoutColour materialises the commit into the inactive colour dir:
-// exactly the commit, nothing stale, no .git.
-func (e *Engine) checkoutColour(ctx context.Context, site Site, r *Record) (string, error) {
-	repo := e.data.Repo(site.Name)
-	dir := filepath.Join(site.Path, r.Color)
-	if LiveColor(site.Path) == r.Color {
-		return "", fmt.Errorf("refusing to overwrite the live colour %s", r.Color)
-	}
-	if err := os.MkdirAll(e.data.StateDir(), 0o700); err != nil {
-		return "", err
-	}
-	// Each colour keeps the index of what was checked out into it, so the
-	// next checkout there writes only what changed: read-tree updates the
-	// files that differ between the two commits, checkout-index restores
-	// tracked files a build modified (it skips those whose stat matches),
-	// and clean removes everything else (build output, stray files), so the
-	// colour holds exactly the commit. Without a usable index, start afresh.
-	idx := colourIndex(e.data, site.Name, r.Color)
-	env := []string{"GIT_INDEX_FILE=" + idx}
-	wt := []string{"--git-dir", repo, "--work-tree", dir}
-	// A git killed mid-checkout (shutdown, kill -9) leaves its lock; no
-	// other git can be at work here (we hold the site lock).
-	_ = os.Remove(idx + ".lock")
-	_, errIdx := os.Stat(idx)
-	fi, errDir := os.Lstat(dir)
-	fresh := errIdx != nil || errDir != nil || !fi.IsDir()
-	for {
-		if fresh {
-			_ = os.Remove(idx)
-			if err := forceRemoveAll(dir); err != nil {
-				return "", err
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return "", err
-			}
-		}
-		err := func() error {
-			for _, args := range [][]string{
-				{"read-tree", "-u", "--reset", r.Commit},
-				{"checkout-index", "--all", "--force"},
-				{"clean", "-ffdxq"},
-			} {
-				if _, err := git(ctx, env, append(wt, args...)...); err != nil {
-					return err
-				}
-			}
-			// git never lists .git entries, so clean leaves one a build
-			// made: only a fresh checkout gets rid of it.
-			if p := findDotGit(dir); p != "" {
-				return fmt.Errorf("a .git left in the colour (%s)", p)
-			}
-			return nil
-		}()
-		switch {
-		case err == nil:
-			return dir, nil
-		case !fresh && ctx.Err() == nil:
-			fresh = true // a damaged index or tree: once more from nothing
-		default:
-			_ = os.Remove(idx)
-			return "", err
-		}
-	}
 }
 
 // swapCurrent points <path>/current at color with one rename(2) of a fresh
@@ -961,37 +807,4 @@ func (e *Engine) appendHistory(site Site, r Record) error {
 	e.histMu.Lock()
 	defer e.histMu.Unlock()
 	return appendHistory(site, r)
-}
-
-// colourIndex is the git index of what was last checked out into a colour.
-func colourIndex(d Data, site, color string) string {
-	return filepath.Join(d.StateDir(), site+"."+color+".index")
-}
-
-// findDotGit returns the first .git entry under dir, or "".
-func findDotGit(dir string) string {
-	found := ""
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && p != dir && d.Name() == ".git" {
-			found = p
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	return found
-}
-
-// forceRemoveAll removes dir even where a build left read-only
-// directories (a Go module cache, say), which os.RemoveAll cannot empty.
-func forceRemoveAll(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }

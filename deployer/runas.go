@@ -25,7 +25,7 @@ type runAs struct {
 // server must run as root to switch users.
 func (e *Engine) SetRunAs(name string) error {
 	if name == "" {
-		e.runAs = nil
+		e.ws.runAs = nil
 		return nil
 	}
 	if os.Geteuid() != 0 {
@@ -43,21 +43,21 @@ func (e *Engine) SetRunAs(name string) error {
 	if uid == 0 {
 		return errors.New("run_as: the build user must not be root")
 	}
-	e.runAs = &runAs{name: name, uid: uint32(uid), gid: uint32(gid), home: u.HomeDir}
+	e.ws.runAs = &runAs{name: name, uid: uint32(uid), gid: uint32(gid), home: u.HomeDir}
 	return nil
 }
 
 // handOver gives the checked-out tree in dir to the run_as user, so that
 // its build may write there. A site inside the data dir cannot be reached
 // by that user at all (the data dir is 0700), which is said plainly.
-func (e *Engine) handOver(dir string) error {
-	if rel, err := filepath.Rel(e.data.Dir, dir); err == nil && !strings.HasPrefix(rel, "..") {
-		return fmt.Errorf("with run_as, a site's path must be outside the data dir (only the service user may enter %s); give it one with eeveon site set NAME --path /srv/NAME", e.data.Dir)
+func (w *workspace) handOver(dir string) error {
+	if rel, err := filepath.Rel(w.data.Dir, dir); err == nil && !strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("with run_as, a site's path must be outside the data dir (only the service user may enter %s); give it one with eeveon site set NAME --path /srv/NAME", w.data.Dir)
 	}
 	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, int(e.runAs.uid), int(e.runAs.gid))
+		return os.Lchown(p, int(w.runAs.uid), int(w.runAs.gid))
 	})
 }

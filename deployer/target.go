@@ -83,7 +83,7 @@ func (staticTarget) colour(live string) string { return otherColor(live) }
 func (staticTarget) ended(*job, State)         {}
 
 func (t staticTarget) checkout(ctx context.Context, j *job) (string, error) {
-	return t.e.checkoutColour(ctx, j.site, j.r)
+	return t.e.ws.checkoutColour(ctx, j.site, j.r)
 }
 
 func (t staticTarget) check(j *job, dir string, pr proc) (candidate, error) {
@@ -124,7 +124,7 @@ func (inPlaceTarget) admit(j *job) error {
 }
 
 func (t inPlaceTarget) checkout(ctx context.Context, j *job) (string, error) {
-	return t.e.checkoutInPlace(ctx, j.site, j.r)
+	return t.e.ws.checkoutInPlace(ctx, j.site, j.r)
 }
 
 func (t inPlaceTarget) check(j *job, dir string, pr proc) (candidate, error) {
@@ -147,7 +147,7 @@ func (*appRuntime) admit(*job) error          { return nil }
 func (*appRuntime) colour(live string) string { return otherColor(live) }
 
 func (a *appRuntime) checkout(ctx context.Context, j *job) (string, error) {
-	return a.e.checkoutColour(ctx, j.site, j.r)
+	return a.e.ws.checkoutColour(ctx, j.site, j.r)
 }
 
 func (a *appRuntime) check(j *job, dir string, pr proc) (candidate, error) {
