@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -27,10 +28,7 @@ func (e *Engine) awaitApproval(j *job) error {
 
 // Pending is the deploy waiting for approval on a site, if any.
 func (e *Engine) Pending(site string) (Record, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, ok := e.pending[site]
-	return r, ok
+	return e.waiting.get(site)
 }
 
 // supersedePending ends the site's pending deploy, if any, because j
@@ -138,15 +136,7 @@ func (e *Engine) Reject(ctx context.Context, site, id, user string, out io.Write
 // daemon calls it on a timer; a site busy with a deploy is left for the
 // next sweep.
 func (e *Engine) ExpirePending(now time.Time) {
-	e.mu.Lock()
-	var due []Record
-	for _, r := range e.pending {
-		if r.ExpiresAt != nil && now.After(*r.ExpiresAt) {
-			due = append(due, r)
-		}
-	}
-	e.mu.Unlock()
-	for _, r := range due {
+	for _, r := range e.waiting.due(now) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		_, err := e.decide(ctx, r.Site, r.ID, io.Discard, func(*job) error { return nil })
 		cancel()
@@ -163,16 +153,54 @@ func (e *Engine) ExpirePending(now time.Time) {
 // dropPending forgets a pending deploy whose site is gone, recording it as
 // expired (there is no site history left to append to).
 func (e *Engine) dropPending(r Record, why string) {
-	e.mu.Lock()
-	if p, ok := e.pending[r.Site]; ok && p.ID == r.ID {
-		delete(e.pending, r.Site)
-	}
-	e.mu.Unlock()
-	e.apps.stopPendingApp(r.Site, r.ID, progress{})
 	r.State, r.Error, r.Phase, r.FinishedAt = StateExpired, why, PhaseFinished, time.Now().UTC()
+	e.waiting.note(r)
+	e.apps.stopPendingApp(r.Site, r.ID, progress{})
 	if err := saveRecord(e.data, &r); err != nil {
 		e.log.Warn("expire pending deploy", "site", r.Site, "deploy", r.ID, "err", err)
 		return
 	}
 	e.log.Info("pending deploy expired", "site", r.Site, "deploy", r.ID, "why", why)
+}
+
+// waiting is the deploys waiting for approval, one per site at most, with
+// its own lock. They change under the site's lock.
+type waiting struct {
+	mu      sync.Mutex
+	pending map[string]Record
+}
+
+// get is the deploy waiting on site, if any.
+func (w *waiting) get(site string) (Record, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r, ok := w.pending[site]
+	return r, ok
+}
+
+// note follows r: it waits, or (if it was the one waiting) no longer does.
+func (w *waiting) note(r Record) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending == nil {
+		w.pending = map[string]Record{}
+	}
+	if r.State == StatePendingApproval {
+		w.pending[r.Site] = r
+	} else if p, ok := w.pending[r.Site]; ok && p.ID == r.ID {
+		delete(w.pending, r.Site)
+	}
+}
+
+// due lists the waiting deploys past their deadline at now.
+func (w *waiting) due(now time.Time) []Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var due []Record
+	for _, r := range w.pending {
+		if r.ExpiresAt != nil && now.After(*r.ExpiresAt) {
+			due = append(due, r)
+		}
+	}
+	return due
 }

@@ -65,8 +65,8 @@ type Engine struct {
 	mu      sync.Mutex
 	locks   map[string]chan struct{}
 	running map[string]Record
-	pending map[string]Record // deploys waiting for approval, by site
-	pushes  pushQueue         // the order of deploys started by pushes and the poller
+	waiting waiting   // deploys waiting for approval
+	pushes  pushQueue // the order of deploys started by pushes and the poller
 	closing bool
 	wg      sync.WaitGroup
 
@@ -92,8 +92,7 @@ func NewEngine(d Data, cfg Config, logger *log.Logger) *Engine {
 	e := &Engine{
 		data: d, cfg: cfg, log: logger,
 		locks: map[string]chan struct{}{}, running: map[string]Record{},
-		pending: map[string]Record{},
-		hard:    hard, hardCancel: cancel,
+		hard: hard, hardCancel: cancel,
 	}
 	e.apps = &appRuntime{e: e, sites: map[string]*appSite{}}
 	e.ws = &workspace{data: d, hard: hard}
@@ -594,13 +593,7 @@ func (e *Engine) finish(j *job, state State, why string) {
 	}
 	e.setRunning(r)
 	j.target.ended(j, state)
-	e.mu.Lock()
-	if state == StatePendingApproval {
-		e.pending[site.Name] = *r
-	} else if p, ok := e.pending[site.Name]; ok && p.ID == r.ID {
-		delete(e.pending, site.Name)
-	}
-	e.mu.Unlock()
+	e.waiting.note(*r)
 	e.settleBranch(j, state)
 	e.emit(eventOf(*r), j)
 	switch state {

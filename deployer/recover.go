@@ -37,9 +37,7 @@ func (e *Engine) Recover() {
 			if r.State == StatePendingApproval {
 				// Still waiting; the newest wins (older ones cannot exist
 				// unless a crash came between two writes).
-				e.mu.Lock()
-				e.pending[site.Name] = *r
-				e.mu.Unlock()
+				e.waiting.note(*r)
 				continue
 			}
 			if r.State != StateRunning {
