@@ -573,7 +573,7 @@ func (e *Engine) instantRollback(j *job) error {
 // finish records the outcome: the deploy record, the site history, the
 // server log and the last lines the client sees.
 func (e *Engine) finish(j *job, state State, why string) {
-	site, r, p, l := j.site, j.r, j.p, j.l
+	site, r, l := j.site, j.r, j.l
 	why = j.mask(why) // it may quote a command or URL holding a secret
 	if err := r.transition(state); err != nil {
 		l.Error("deploy state", "err", err) // a bug: recorded all the same
@@ -596,34 +596,7 @@ func (e *Engine) finish(j *job, state State, why string) {
 	e.waiting.note(*r)
 	e.settleBranch(j, state)
 	e.emit(eventOf(*r), j)
-	switch state {
-	case StateLive:
-		l.Info("deploy live", "commit", r.Short(), "color", r.Color, "took", r.Duration())
-		p.step("deploy %s finished in %s", r.ID, r.Duration())
-	case StateSuperseded:
-		l.Info("deploy superseded", "why", why)
-		p.step("superseded: %s", why)
-	case StatePendingApproval:
-		l.Info("deploy awaiting approval", "commit", r.Short(), "color", r.Color, "expires", r.ExpiresAt)
-		host, port := e.cfg.SSHHint()
-		p.step("awaiting approval: ssh -p %s deploy@%s approve %s %s", port, host, site.Name, r.ID)
-		p.step("%s %s is built and healthy on %s; the approval expires at %s (reject: ssh -p %s deploy@%s reject %s)",
-			site.Name, r.Short(), r.Color, r.ExpiresAt.Format(time.RFC3339), port, host, site.Name)
-	case StateRejected, StateExpired:
-		l.Info("deploy "+state, "why", why)
-		p.step("%s: %s; %s stays on %s", state, why, site.Name, firstNonEmpty(LiveColor(site.Path), "nothing"))
-	default:
-		l.Warn("deploy "+state, "why", why)
-		stays := "has no live release yet"
-		if c := LiveColor(site.Path); c != "" {
-			stays = "stays on " + c
-			if lr, ok := liveRecord(site, c); ok {
-				stays += " (" + lr.Short() + ")"
-			}
-		}
-		p.step("FAILED (%s): %s; %s %s", state, why, site.Name, stays)
-		p.step("deploy %s %s after %s; log: eeveon logs %s %s", r.ID, state, r.Duration(), site.Name, r.ID)
-	}
+	e.announce(j)
 }
 
 // LiveColor reports what <path>/current is: "blue" or "green" for a
