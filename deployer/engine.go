@@ -294,6 +294,21 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 		State: StateRunning, Phase: PhaseQueued, User: req.User, Fingerprint: req.Fingerprint,
 		Trigger: req.Trigger, StartedAt: now,
 	}
+	var seq uint64
+	if req.FromPush {
+		// A push moves the branch as it arrives, as git would (the outcome
+		// of its deploy may move it back, see branch.go), and takes its
+		// place in the site's push order in the same step. A push git would
+		// refuse is no deploy: nothing is recorded.
+		accept := func() error { return nil }
+		if req.Old != "" {
+			accept = func() error { return e.acceptPush(ctx, site, req.Old, req.Commit) }
+		}
+		if seq, err = e.pushes.enqueue(site.Name, *r, accept); err != nil {
+			return Record{}, &DeployError{Step: "push", State: StateFailed, msg: err.Error(), Err: err}
+		}
+		defer e.pushes.drop(site.Name, seq)
+	}
 	if err := os.MkdirAll(e.data.DeploysDir(site.Name), 0o700); err != nil {
 		return *r, fmt.Errorf("prepare deploy: %w", err)
 	}
@@ -302,21 +317,11 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 		return *r, err
 	}
 	defer closeJob()
+	j.pushSeq = seq
 	if err := saveRecord(e.data, r); err != nil {
 		return *r, err
 	}
 	j.l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
-	if req.FromPush {
-		j.pushSeq = e.pushes.enqueue(site.Name, *r)
-		defer e.pushes.drop(site.Name, j.pushSeq)
-	}
-	if req.Old != "" {
-		// The push updates the branch as it arrives, as git would; the
-		// outcome of its deploy may move it back (see branch.go).
-		if err := e.acceptPush(ctx, site, req.Old, req.Commit); err != nil {
-			return *r, e.failStep(j, "push", StateFailed, err.Error(), err)
-		}
-	}
 
 	// Waiting for the lock may be abandoned by the client or a shutdown.
 	lockCtx, stop := context.WithCancel(ctx)

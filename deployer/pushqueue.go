@@ -30,14 +30,19 @@ func (q *pushQueue) order(site string) *pushOrder {
 	return o
 }
 
-// enqueue registers a push's deploy as it arrives and returns its place.
-func (q *pushQueue) enqueue(site string, r Record) uint64 {
+// enqueue registers a push's deploy as it arrives and returns its place,
+// once accept (the push's move of the branch) succeeded: the two happen
+// in one step, so the push order is the order the branch moved in.
+func (q *pushQueue) enqueue(site string, r Record, accept func() error) (uint64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if err := accept(); err != nil {
+		return 0, err
+	}
 	o := q.order(site)
 	o.next++
 	o.waiting[o.next] = r
-	return o.next
+	return o.next, nil
 }
 
 // take is called with the site lock held. It returns the newest push that

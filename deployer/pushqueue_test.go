@@ -6,6 +6,7 @@ import "testing"
 // the newest one deploys and every older one still waiting is superseded
 // by it; a push that gave up waiting supersedes nothing.
 func TestPushQueueLastWins(t *testing.T) {
+	accept := func() error { return nil }
 	for _, tc := range []struct {
 		name  string
 		order []int // the pushes (1-based, in arrival order) in the order they take the lock
@@ -19,7 +20,7 @@ func TestPushQueueLastWins(t *testing.T) {
 			var q pushQueue
 			seqs := make([]uint64, 4)
 			for i := 1; i <= 3; i++ {
-				seqs[i] = q.enqueue("web", Record{ID: string(rune('0' + i))})
+				seqs[i], _ = q.enqueue("web", Record{ID: string(rune('0' + i))}, accept)
 			}
 			for k, i := range tc.order {
 				newer, sup := q.take("web", seqs[i])
@@ -35,15 +36,22 @@ func TestPushQueueLastWins(t *testing.T) {
 	}
 	// A newer push that gave up waiting supersedes nothing.
 	var q pushQueue
-	a := q.enqueue("web", Record{ID: "a"})
-	b := q.enqueue("web", Record{ID: "b"})
+	a, _ := q.enqueue("web", Record{ID: "a"}, accept)
+	b, _ := q.enqueue("web", Record{ID: "b"}, accept)
 	q.drop("web", b)
 	if newer, sup := q.take("web", a); sup {
 		t.Errorf("a was superseded by %s, which gave up", newer.ID)
 	}
 	// Sites are apart.
-	c := q.enqueue("api", Record{ID: "c"})
-	q.enqueue("web", Record{ID: "d"})
+	c, _ := q.enqueue("api", Record{ID: "c"}, accept)
+	q.enqueue("web", Record{ID: "d"}, accept)
+	// A push that is refused takes no place.
+	if _, err := q.enqueue("web", Record{ID: "e"}, func() error { return ErrStalePush }); err == nil {
+		t.Error("a refused push was queued")
+	}
+	if newer, sup := q.take("web", a); !sup || newer.ID != "d" {
+		t.Errorf("a superseded by %q, %v; want d", newer.ID, sup)
+	}
 	if _, sup := q.take("api", c); sup {
 		t.Error("a push to web superseded one to api")
 	}
