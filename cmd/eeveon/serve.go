@@ -18,7 +18,7 @@ import (
 	"github.com/charmbracelet/log"
 	"github.com/eeveon/eeveon/deployer/secrets"
 
-	"golang.org/x/sys/unix"
+	"github.com/gofrs/flock"
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/command"
@@ -111,14 +111,13 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	}
 
 	// One server per data dir: it is the only writer of deploy state.
-	lock, err := os.OpenFile(d.LockFile(), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
+	lock := flock.New(d.LockFile())
+	if ok, err := lock.TryLock(); err != nil {
 		return fmt.Errorf("open lock file: %w", err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	} else if !ok {
 		return fmt.Errorf("another eeveon server is running on %s", d.Dir)
 	}
+	defer lock.Unlock()
 
 	engine := deployer.NewEngine(d, cfg, logger.WithPrefix("deploy"))
 	// Secrets are decrypted only in memory, per deploy. A key that others

@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/eeveon/eeveon/keys"
-	"golang.org/x/sys/unix"
+	"github.com/gofrs/flock"
 
 	"github.com/charmbracelet/log"
 
@@ -166,14 +166,13 @@ func runVacuum(args []string) int {
 		}
 		return code
 	}
-	lock, err := os.OpenFile(d.LockFile(), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
+	lock := flock.New(d.LockFile())
+	if ok, err := lock.TryLock(); err != nil {
 		return fail(err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	} else if !ok {
 		return fail(errors.New("the server holds the data dir but does not answer on its socket; try again"))
 	}
+	defer lock.Unlock()
 	cfg, err := deployer.LoadConfig(d)
 	if err != nil {
 		return fail(err)
