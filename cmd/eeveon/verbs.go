@@ -7,10 +7,10 @@ import (
 	"os"
 
 	"github.com/eeveon/eeveon/keys"
-	"github.com/gofrs/flock"
 
 	"github.com/charmbracelet/log"
 
+	"github.com/eeveon/eeveon/cmd/eeveon/internal/daemon"
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/command"
 	"github.com/eeveon/eeveon/deployer/control"
@@ -166,13 +166,13 @@ func runVacuum(args []string) int {
 		}
 		return code
 	}
-	lock := flock.New(d.LockFile())
-	if ok, err := lock.TryLock(); err != nil {
-		return fail(err)
-	} else if !ok {
+	unlock, err := daemon.Lock(d)
+	if errors.Is(err, daemon.ErrRunning) {
 		return fail(errors.New("the server holds the data dir but does not answer on its socket; try again"))
+	} else if err != nil {
+		return fail(err)
 	}
-	defer lock.Unlock()
+	defer unlock()
 	cfg, err := deployer.LoadConfig(d)
 	if err != nil {
 		return fail(err)
