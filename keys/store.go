@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gofrs/flock"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/eeveon/eeveon/deployer/fsutil"
@@ -239,11 +240,13 @@ func (s *Store) rewrite(edit func(lines []string) []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	unlock, err := lockFile(s.path + ".lock")
-	if err != nil {
+	// Other processes (eeveon keys add, a second server) write the file
+	// too; flock(2) on a file beside it serialises them.
+	lock := flock.New(s.path + ".lock")
+	if err := lock.Lock(); err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.Unlock()
 
 	data, err := os.ReadFile(s.path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eeveon/eeveon/deployer/secrets"
 
+	"github.com/eeveon/eeveon/cmd/eeveon/internal/daemon"
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/check"
 )
@@ -29,7 +30,7 @@ func runCheck(args []string) int {
 	}
 	ageKey, _ := secrets.IdentityPath(d.Dir)
 	opt := check.Options{ServerRunning: running, AgeKeyFiles: []string{ageKey}}
-	var st serverState
+	var st daemon.State
 	if b, err := os.ReadFile(d.ServerState()); running && err == nil && json.Unmarshal(b, &st) == nil {
 		opt.ServerAddrs = st.Addrs
 	}

@@ -7,10 +7,10 @@ import (
 	"os"
 
 	"github.com/eeveon/eeveon/keys"
-	"golang.org/x/sys/unix"
 
 	"github.com/charmbracelet/log"
 
+	"github.com/eeveon/eeveon/cmd/eeveon/internal/daemon"
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/command"
 	"github.com/eeveon/eeveon/deployer/control"
@@ -166,14 +166,13 @@ func runVacuum(args []string) int {
 		}
 		return code
 	}
-	lock, err := os.OpenFile(d.LockFile(), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
+	unlock, err := daemon.Lock(d)
+	if errors.Is(err, daemon.ErrRunning) {
+		return fail(errors.New("the server holds the data dir but does not answer on its socket; try again"))
+	} else if err != nil {
 		return fail(err)
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return fail(errors.New("the server holds the data dir but does not answer on its socket; try again"))
-	}
+	defer unlock()
 	cfg, err := deployer.LoadConfig(d)
 	if err != nil {
 		return fail(err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"filippo.io/age"
+	"github.com/gofrs/flock"
 
 	"github.com/eeveon/eeveon/deployer/fsutil"
 	"github.com/eeveon/eeveon/deployer/names"
@@ -85,6 +86,22 @@ func (s *Store) lock(exclusive bool) (func(), error) {
 		return nil, err
 	}
 	return func() { unlock(); unlockMu() }, nil
+}
+
+// lockDir takes flock(2) on dir/.lock, shared or exclusive, and returns
+// the function that releases it. Each call opens its own descriptor, so
+// two goroutines of one process exclude each other just as two processes
+// do.
+func lockDir(dir string, exclusive bool) (func(), error) {
+	l := flock.New(filepath.Join(dir, ".lock"))
+	take := l.RLock
+	if exclusive {
+		take = l.Lock
+	}
+	if err := take(); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+	}
+	return func() { _ = l.Unlock() }, nil
 }
 
 // Get returns the site's secrets; a site without any yields an empty map.
