@@ -14,6 +14,7 @@ import (
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/names"
+	"github.com/eeveon/eeveon/internal/hookenv"
 	"github.com/eeveon/eeveon/keys"
 )
 
@@ -72,12 +73,7 @@ func (rt *Router) RunGit(ctx context.Context, id keys.Identity, verb keys.Verb, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "git", sub, rt.Engine.Data().Repo(site))
-	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"EEVEON_HOOK_USER=" + id.User, "EEVEON_HOOK_ROLE=" + string(id.Role),
-		"EEVEON_HOOK_FINGERPRINT=" + id.Fingerprint, "EEVEON_HOOK_REMOTE=" + id.Remote,
-		"EEVEON_HOOK_SOURCE=" + id.Source, "EEVEON_HOOK_SITES=" + strings.Join(id.Sites, ","),
-	}
+	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, hookenv.Encode(id)...)
 	for _, kv := range clientEnv {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
 			env = append(env, kv)
