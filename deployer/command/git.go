@@ -5,16 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"regexp"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/names"
-	"github.com/eeveon/eeveon/internal/hookenv"
+	"github.com/eeveon/eeveon/internal/gitexec"
 	"github.com/eeveon/eeveon/keys"
 )
 
@@ -58,36 +52,13 @@ func (rt *Router) AuthorizeGit(id keys.Identity, verb keys.Verb, path string) (s
 	return site, nil
 }
 
-var gitProtocolRe = regexp.MustCompile(`^version=[0-9]$`)
-
 // RunGit runs the real git receive-pack or upload-pack on the site's bare
-// repository with the given streams, in its own process group, killed
-// when ctx ends (a client that goes away). The pusher's identity travels
-// to the post-receive hook in the environment. From the client's
-// environment only GIT_PROTOCOL (git protocol v2) is passed on.
+// repository for id (see gitexec) and audits how it ended.
 func (rt *Router) RunGit(ctx context.Context, id keys.Identity, verb keys.Verb, site string, clientEnv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	sub := "upload-pack"
-	if verb == keys.VerbPush {
-		sub = "receive-pack"
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", sub, rt.Engine.Data().Repo(site))
-	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, hookenv.Encode(id)...)
-	for _, kv := range clientEnv {
-		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	in, err := cmd.StdinPipe()
-	if err == nil {
-		err = cmd.Start()
-	}
+	res, err := gitexec.Run(ctx, gitexec.Params{
+		Verb: verb, Repo: rt.Engine.Data().Repo(site), Pusher: id, ClientEnv: clientEnv,
+		Stdin: stdin, Stdout: stdout, Stderr: stderr,
+	})
 	if err != nil {
 		if rt.Log != nil {
 			rt.Log.Error("start git", "err", err)
@@ -95,26 +66,6 @@ func (rt *Router) RunGit(ctx context.Context, id keys.Identity, verb keys.Verb, 
 		fmt.Fprintln(stderr, "eeveon: internal error starting git (see the server log)")
 		return 1
 	}
-	// Copy the client's data in without making Wait wait for the client
-	// to close its side.
-	go func() {
-		_, _ = io.Copy(in, stdin)
-		in.Close()
-	}()
-	err = cmd.Wait()
-	code, outcome := 0, "ok"
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// The client hung up first (go-git closes right after listing
-		// refs; a user may press Ctrl-C): git was stopped with it.
-		code, outcome = 1, "client disconnected"
-	case err != nil:
-		code, outcome = 1, "error: "+err.Error()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() > 0 {
-			code = ee.ExitCode()
-		}
-	}
-	rt.audit(id, string(verb), site, outcome)
-	return code
+	rt.audit(id, string(verb), site, res.Outcome)
+	return res.Code
 }
