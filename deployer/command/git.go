@@ -1,14 +1,11 @@
 package command
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/names"
-	"github.com/eeveon/eeveon/internal/gitexec"
 	"github.com/eeveon/eeveon/keys"
 )
 
@@ -31,9 +28,9 @@ func GitCommand(args []string) (keys.Verb, string, bool) {
 	return "", "", false
 }
 
-// AuthorizeGit resolves the repository path of a push or fetch to a site
+// authorizeGit resolves the repository path of a push or fetch to a site
 // the identity may use. A refusal is audited and returned as one line.
-func (rt *Router) AuthorizeGit(id keys.Identity, verb keys.Verb, path string) (string, error) {
+func (rt *Router) authorizeGit(id keys.Identity, verb keys.Verb, path string) (string, error) {
 	site, err := names.RepoPath(path)
 	if err == nil {
 		_, err = rt.Site(id, site, verb)
@@ -50,22 +47,4 @@ func (rt *Router) AuthorizeGit(id keys.Identity, verb keys.Verb, path string) (s
 		return "", err
 	}
 	return site, nil
-}
-
-// RunGit runs the real git receive-pack or upload-pack on the site's bare
-// repository for id (see gitexec) and audits how it ended.
-func (rt *Router) RunGit(ctx context.Context, id keys.Identity, verb keys.Verb, site string, clientEnv []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	res, err := gitexec.Run(ctx, gitexec.Params{
-		Verb: verb, Repo: rt.Engine.Data().Repo(site), Pusher: id, ClientEnv: clientEnv,
-		Stdin: stdin, Stdout: stdout, Stderr: stderr,
-	})
-	if err != nil {
-		if rt.Log != nil {
-			rt.Log.Error("start git", "err", err)
-		}
-		fmt.Fprintln(stderr, "eeveon: internal error starting git (see the server log)")
-		return 1
-	}
-	rt.audit(id, string(verb), site, res.Outcome)
-	return res.Code
 }

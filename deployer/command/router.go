@@ -128,12 +128,6 @@ func (rt *Router) audit(id keys.Identity, command, site, outcome string) {
 	}
 }
 
-// Audit records something that was decided outside Run (a git push or
-// fetch allowed or refused by the SSH layer).
-func (rt *Router) AuditEvent(id keys.Identity, command, site, outcome string) {
-	rt.audit(id, command, site, outcome)
-}
-
 func clipArg(s string) string {
 	if len(s) > 200 {
 		return s[:200] + "…"
