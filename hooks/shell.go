@@ -30,7 +30,7 @@ func Shell(ctx context.Context, d deployer.Data, id keys.Identity, original stri
 		return 1
 	}
 	logger := log.NewWithOptions(stderr, log.Options{Level: log.ErrorLevel, Prefix: "eeveon"})
-	rt := &command.Router{Engine: deployer.NewEngine(d, cfg, logger), Audit: command.NewAudit(d.AuditLog()), Log: logger}
+	rt := &command.Router{Engine: command.Offline(d, cfg), Audit: command.NewAudit(d.AuditLog()), Log: logger}
 	fe := command.Session{Router: rt, MaxLen: cfg.SSH.MaxCommandLen, Env: os.Environ(), Run: daemon(d.Socket()).run}
 	return fe.Handle(ctx, id, original, command.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }

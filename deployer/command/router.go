@@ -24,7 +24,7 @@ import (
 
 // Router runs verbs on behalf of an identity.
 type Router struct {
-	Engine  *deployer.Engine
+	Engine  Engine
 	Keys    *keys.Store
 	Secrets *secrets.Store
 	Audit   *Audit
