@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -213,9 +212,7 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	}
 	ctl := &control.Server{
 		Path: d.Socket(), AdminGroup: cfg.AdminGroup, Log: logger.WithPrefix("control"),
-		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
-			return handleControl(ctx, router, id, req, stdout, stderr)
-		},
+		Handler: router.Control,
 	}
 	if err := ctl.Listen(); err != nil {
 		return abort(err)
@@ -319,17 +316,6 @@ func serve(d deployer.Data, listenFlag string, opt logOptions) error {
 	_ = os.Remove(d.Socket())
 	logger.Info("stopped")
 	return nil
-}
-
-// handleControl runs one control socket request: a push handed over by
-// a repository's proc-receive hook, or a command of the surface.
-func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
-	stdio := command.IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
-	if p := req.Push; p != nil {
-		code, reason := router.Push(ctx, id, p.Site, p.Ref, p.Old, p.New, stdio)
-		return control.Result{Code: code, Reason: reason}
-	}
-	return control.Result{Code: router.Run(ctx, id, req.Args, stdio)}
 }
 
 // scheduledVacuum runs vacuum a minute after start (or the interval, if
