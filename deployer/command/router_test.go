@@ -20,8 +20,8 @@ import (
 )
 
 var (
-	admin     = keys.Identity{User: "alice", Role: keys.RoleAdmin, Fingerprint: "SHA256:alice", Remote: "127.0.0.1:50000", Source: "ssh"}
-	deployer1 = keys.Identity{User: "bob", Role: keys.RoleDeployer, Sites: []string{"web"}, Remote: "openssh", Source: "openssh"}
+	alice = keys.Identity{User: "alice", Role: keys.RoleAdmin, Fingerprint: "SHA256:alice", Remote: "127.0.0.1:50000", Source: "ssh"}
+	bob   = keys.Identity{User: "bob", Role: keys.RoleDeployer, Sites: []string{"web"}, Remote: "openssh", Source: "openssh"}
 )
 
 // fixture is a router over a temporary data dir whose sites are saved as
@@ -98,8 +98,8 @@ func TestPushIsNoCommandLine(t *testing.T) {
 	line := "push web refs/heads/main " + zeros + " " + commit1
 	var out, errOut bytes.Buffer
 	fe := Session{Router: f.rt, Run: f.rt.Run}
-	code := fe.Handle(context.Background(), admin, line, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut})
-	for _, r := range []result{f.run(admin, strings.Fields(line)...), {code, out.String(), errOut.String()}} {
+	code := fe.Handle(context.Background(), alice, line, IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut})
+	for _, r := range []result{f.run(alice, strings.Fields(line)...), {code, out.String(), errOut.String()}} {
 		if r.code != 2 || r.stdout != "" || !strings.HasSuffix(r.stderr, "eeveon: unknown command \"push\"\n") ||
 			!strings.Contains(r.stderr, "There is no shell here") {
 			t.Errorf("push as a command line: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
@@ -108,7 +108,7 @@ func TestPushIsNoCommandLine(t *testing.T) {
 			t.Errorf("audit of push as a command line: %+v", ev)
 		}
 	}
-	if help := f.run(admin, "help"); help.code != 0 || strings.Contains(help.stdout, "\n  push") {
+	if help := f.run(alice, "help"); help.code != 0 || strings.Contains(help.stdout, "\n  push") {
 		t.Errorf("help lists the hidden verb:\n%s", help.stdout)
 	}
 	if got := RedactLine("push web;x"); got != "(not parsed)" {
@@ -125,17 +125,17 @@ func TestControlPushRefusals(t *testing.T) {
 		reason  string
 		outcome string
 	}{
-		{"other branch", admin, control.Push{Site: "web", Ref: "refs/heads/dev", Old: zeros, New: commit1},
+		{"other branch", alice, control.Push{Site: "web", Ref: "refs/heads/dev", Old: zeros, New: commit1},
 			"only main deploys web", "refused"},
-		{"delete", admin, control.Push{Site: "web", Ref: "refs/heads/main", Old: commit1, New: zeros},
+		{"delete", alice, control.Push{Site: "web", Ref: "refs/heads/main", Old: commit1, New: zeros},
 			"deleting main would leave web with nothing to deploy; it stays", "refused"},
-		{"bad commit", admin, control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: "abc"},
+		{"bad commit", alice, control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: "abc"},
 			"", "refused"},
-		{"site not seen", deployer1, control.Push{Site: "api", Ref: "refs/heads/main", Old: zeros, New: commit1},
+		{"site not seen", bob, control.Push{Site: "api", Ref: "refs/heads/main", Old: zeros, New: commit1},
 			"no such site: api", "error: no such site: api"},
 		// It reaches the engine, which cannot deploy here (no server):
 		// the deploy never started, so the reason is the error.
-		{"no server", deployer1, control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: commit1},
+		{"no server", bob, control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: commit1},
 			ErrNeedsServer.Error(), "error: " + ErrNeedsServer.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,7 +166,7 @@ func (startedDeploy) Deploy(_ context.Context, req deployer.Request, out io.Writ
 func TestControlPushOutcome(t *testing.T) {
 	f := newFixture(t, deployer.Site{Name: "web"})
 	f.rt.Engine = startedDeploy{f.rt.Engine}
-	res, r := f.control(deployer1, control.Request{Push: &control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: commit1}})
+	res, r := f.control(bob, control.Request{Push: &control.Push{Site: "web", Ref: "refs/heads/main", Old: zeros, New: commit1}})
 	if res.Code != 1 || res.Reason != "deploy 20250102-030405-abcd failed: build failed" {
 		t.Errorf("result %+v", res)
 	}
@@ -181,11 +181,11 @@ func TestControlPushOutcome(t *testing.T) {
 
 func TestControlArgsRunTheCommandLine(t *testing.T) {
 	f := newFixture(t, deployer.Site{Name: "web"})
-	res, r := f.control(deployer1, control.Request{Args: []string{"whoami"}})
+	res, r := f.control(bob, control.Request{Args: []string{"whoami"}})
 	if res.Code != 0 || res.Reason != "" || r.stdout != "user bob, role deployer, sites web\n" {
 		t.Errorf("whoami over control: %+v %+v", res, r)
 	}
-	res, _ = f.control(deployer1, control.Request{Args: []string{"deploy", "web", "--ref", "main"}})
+	res, _ = f.control(bob, control.Request{Args: []string{"deploy", "web", "--ref", "main"}})
 	if ev := f.lastAudit(); res.Code != 1 || ev.Outcome != "denied" || ev.Command != "deploy web --ref main" {
 		t.Errorf("deploy --ref by a deployer: %+v, audit %+v", res, ev)
 	}
