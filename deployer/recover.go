@@ -93,10 +93,12 @@ type SiteStatus struct {
 	App       *AppStatus // an app site's proxy and live process
 }
 
-// Status reports a site's live colour and commit and any deploy in
-// progress.
-func (e *Engine) Status(name string) (SiteStatus, error) {
-	site, err := LoadSite(e.data, name)
+// FileStatus is the part of a site's status that its files tell, without
+// a server: the live colour and its deploy, and the newest failure since.
+// No deploy runs or waits for approval and an app site's app is not
+// running, as far as the files know (the server keeps those in memory).
+func FileStatus(d Data, name string) (SiteStatus, error) {
+	site, err := LoadSite(d, name)
 	if err != nil {
 		return SiteStatus{}, err
 	}
@@ -116,6 +118,20 @@ func (e *Engine) Status(name string) (SiteStatus, error) {
 			break
 		}
 	}
+	if site.IsApp() {
+		st.App = &AppStatus{}
+	}
+	return st, nil
+}
+
+// Status reports a site's live colour and commit and any deploy in
+// progress.
+func (e *Engine) Status(name string) (SiteStatus, error) {
+	st, err := FileStatus(e.data, name)
+	if err != nil {
+		return st, err
+	}
+	site := st.Site
 	if r, ok := e.Running(name); ok {
 		st.Running = &r
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/control"
 	"github.com/eeveon/eeveon/deployer/names"
-	"github.com/eeveon/eeveon/keys"
+	"github.com/eeveon/eeveon/internal/hookenv"
 )
 
 // ProcReceive is `eeveon hook proc-receive`. git receive-pack runs it in
@@ -116,7 +116,11 @@ func deploy(d deployer.Data, gitDir string, s deployer.Site, old, commit, ref st
 			return 1, "not deployed: the server could not keep the pushed commit"
 		}
 	}
-	req := control.Request{Push: &control.Push{Site: s.Name, Ref: ref, Old: old, New: commit}, Claim: claimFromEnv()}
+	// The pusher's identity, set by the embedded SSH server (or the
+	// OpenSSH forced command) on git receive-pack's environment. A local
+	// push has none; the daemon then goes by the Unix account.
+	claim := hookenv.Decode(os.Getenv)
+	req := control.Request{Push: &control.Push{Site: s.Name, Ref: ref, Old: old, New: commit}, Claim: claim}
 	res, err := control.CallResult(d.Socket(), req, stderr, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "eeveon: %v\n", err)
@@ -248,23 +252,4 @@ func siteOfRepo(d deployer.Data, gitDir string) (string, error) {
 		return "", fmt.Errorf("%s is not a site repository of %s", abs, d.Dir)
 	}
 	return name, nil
-}
-
-// claimFromEnv is the pusher's identity, set by the embedded SSH server
-// (or the OpenSSH forced command) on git receive-pack's environment. A
-// local push has none; the daemon then goes by the Unix account.
-func claimFromEnv() *keys.Identity {
-	user := os.Getenv("EEVEON_HOOK_USER")
-	if user == "" {
-		return nil
-	}
-	id := &keys.Identity{
-		User: user, Role: keys.Role(os.Getenv("EEVEON_HOOK_ROLE")),
-		Fingerprint: os.Getenv("EEVEON_HOOK_FINGERPRINT"), Remote: os.Getenv("EEVEON_HOOK_REMOTE"),
-		Source: os.Getenv("EEVEON_HOOK_SOURCE"),
-	}
-	if s := os.Getenv("EEVEON_HOOK_SITES"); s != "" {
-		id.Sites = strings.Split(s, ",")
-	}
-	return id
 }

@@ -30,37 +30,28 @@ func Shell(ctx context.Context, d deployer.Data, id keys.Identity, original stri
 		return 1
 	}
 	logger := log.NewWithOptions(stderr, log.Options{Level: log.ErrorLevel, Prefix: "eeveon"})
-	rt := &command.Router{Engine: deployer.NewEngine(d, cfg, logger), Audit: command.NewAudit(d.AuditLog()), Log: logger}
-	if strings.TrimSpace(original) == "" {
-		rt.Run(ctx, id, []string{"help"}, command.IO{Stdout: stderr, Stderr: stderr})
-		fmt.Fprintln(stderr, "eeveon: no shell here; run one of the commands above, e.g. ssh HOST status")
-		rt.AuditEvent(id, "shell", "", "denied")
-		return 1
-	}
-	args, err := command.Parse(original, cfg.SSH.MaxCommandLen)
-	if err != nil {
-		fmt.Fprintf(stderr, "eeveon: %v\n", err)
-		rt.AuditEvent(id, command.RedactLine(original), "", "error: "+err.Error())
-		return 2
-	}
-	if verb, path, ok := command.GitCommand(args); ok {
-		site, err := rt.AuthorizeGit(id, verb, path)
-		if err != nil {
-			fmt.Fprintf(stderr, "eeveon: %v\n", err)
-			return 1
-		}
-		return rt.RunGit(ctx, id, verb, site, os.Environ(), stdin, stdout, stderr)
-	}
+	rt := &command.Router{Engine: command.Offline(d, cfg), Audit: command.NewAudit(d.AuditLog()), Log: logger}
+	fe := command.Session{Router: rt, MaxLen: cfg.SSH.MaxCommandLen, Env: os.Environ(), Run: daemon(d.Socket()).run}
+	return fe.Handle(ctx, id, original, command.IO{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// daemon is the daemon's control socket.
+type daemon string
+
+// run sends a command line to the daemon, to run for id, with its
+// standard input when it reads one.
+func (sock daemon) run(_ context.Context, id keys.Identity, args []string, stdio command.IO) int {
 	req := control.Request{Args: args, Claim: &id}
 	if command.NeedsStdin(args) {
-		if req.Input, err = io.ReadAll(io.LimitReader(stdin, 1<<20)); err != nil {
-			fmt.Fprintf(stderr, "eeveon: read input: %v\n", err)
+		var err error
+		if req.Input, err = io.ReadAll(io.LimitReader(stdio.Stdin, 1<<20)); err != nil {
+			fmt.Fprintf(stdio.Stderr, "eeveon: read input: %v\n", err)
 			return 1
 		}
 	}
-	code, err := control.Call(d.Socket(), req, stdout, stderr)
+	code, err := control.Call(string(sock), req, stdio.Stdout, stdio.Stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "eeveon: %v\n", err)
+		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
 		return 1
 	}
 	return code

@@ -52,7 +52,7 @@ func offline(d deployer.Data, args []string) int {
 		return fail(err)
 	}
 	logger := log.NewWithOptions(os.Stderr, log.Options{Level: log.ErrorLevel})
-	rt := &command.Router{Engine: deployer.NewEngine(d, cfg, logger), Log: logger}
+	rt := &command.Router{Engine: command.Offline(d, cfg), Log: logger}
 	fmt.Fprintln(os.Stderr, "eeveon: the server is not running; answering from the files")
 	id := control.LocalIdentity(uint32(os.Getuid()), uint32(os.Getgid()), cfg.AdminGroup)
 	return rt.Run(context.Background(), id, args, command.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})

@@ -95,6 +95,19 @@ func TestProcessStopIsGracefulForAnAppThatHandlesTerm(t *testing.T) {
 func TestProcessStopTermsAPlainProgram(t *testing.T) {
 	p, _ := sh(t, "sleep 100")
 	waitMembers(t, p.Pgid(), 2)
+	// Two members may be the supervisor and its child before the child
+	// became sleep (still running the supervisor's trap code): wait for
+	// the exec, or a SIGTERM in between never reaches sleep.
+	if !eventually(30*time.Second, func() bool {
+		for _, pid := range GroupMembers(p.Pgid()) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "sleep" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("sleep never started")
+	}
 	if err := p.Stop(context.Background(), 3*time.Second); err != nil {
 		t.Fatalf("Stop: %v, want sleep to die of SIGTERM", err)
 	}

@@ -18,13 +18,14 @@ import (
 	"github.com/charmbracelet/log"
 
 	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/control"
 	"github.com/eeveon/eeveon/deployer/names"
 	"github.com/eeveon/eeveon/keys"
 )
 
 // Router runs verbs on behalf of an identity.
 type Router struct {
-	Engine  *deployer.Engine
+	Engine  Engine
 	Keys    *keys.Store
 	Secrets *secrets.Store
 	Audit   *Audit
@@ -46,6 +47,9 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // verb describes one command of the surface.
 type verb struct {
+	// usage is empty for a hidden verb: not in the help text, and no
+	// command line reaches it, only a request of the control socket
+	// (Router.Control).
 	usage string
 	help  string
 	run   func(rt *Router, c *call) error
@@ -57,7 +61,14 @@ type call struct {
 	id   keys.Identity
 	args []string
 	io   IO
-	site string // for the audit log
+	push *control.Push // the update the hidden verb push deploys
+
+	// What a verb tells about its end, beyond its error.
+	site     string // for the audit log
+	command  string // for the audit log, if not the command line
+	outcome  string // for the audit log, if not "ok" or the error
+	reason   string // control.Result.Reason: why a push did not go live
+	reported bool   // the error was already shown (by the deploy's output)
 }
 
 var verbs map[string]verb
@@ -80,7 +91,15 @@ func init() {
 		"secrets":  {"secrets set SITE KEY [VALUE] | list | rm | encrypt | decrypt | rotate", "manage a site's encrypted secrets (admins; VALUE from stdin if left out)", (*Router).secrets},
 		"vacuum":   {"vacuum [--keep N] [--max-age DUR] [--dry-run]", "remove old deploy logs, archive old history, clean leftovers (admins)", (*Router).vacuum},
 		"keys":     {"keys list", "the keys and their roles (admins)", (*Router).keys},
+		"push":     {run: (*Router).push}, // hidden: the proc-receive hook's Request.Push
 	}
+}
+
+// surfaceVerb is the verb of a command line's first word: hidden verbs
+// are none.
+func surfaceVerb(name string) (verb, bool) {
+	v, ok := verbs[name]
+	return v, ok && v.usage != ""
 }
 
 // Run executes one command line (already split into words) for id and
@@ -91,7 +110,7 @@ func (rt *Router) Run(ctx context.Context, id keys.Identity, args []string, stdi
 	if len(args) > 0 {
 		name, c.args = args[0], args[1:]
 	}
-	v, ok := verbs[name]
+	v, ok := surfaceVerb(name)
 	var err error
 	switch {
 	case name == "" || name == "--help" || name == "-h":
@@ -102,20 +121,48 @@ func (rt *Router) Run(ctx context.Context, id keys.Identity, args []string, stdi
 	default:
 		err = v.run(rt, c)
 	}
-	status, outcome := 0, "ok"
+	return rt.end(c, redact(args), err).Code
+}
+
+// Control runs one request of the control socket for id (the socket's
+// peer, or the identity it may claim): a push handed over by a
+// repository's proc-receive hook, which the control server accepts only
+// from the service user, root or an admin, runs the hidden verb push;
+// anything else is a command line for Run.
+func (rt *Router) Control(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
+	stdio := IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
+	if req.Push == nil {
+		return control.Result{Code: rt.Run(ctx, id, req.Args, stdio)}
+	}
+	c := &call{ctx: ctx, id: id, io: stdio, push: req.Push}
+	return rt.end(c, "push", verbs["push"].run(rt, c))
+}
+
+// end reports how a verb ended: its error as one line on stderr, the
+// audit log line, the exit status (2 for a usage error).
+func (rt *Router) end(c *call, command string, err error) control.Result {
+	res, outcome := control.Result{Reason: c.reason}, "ok"
 	if err != nil {
-		status, outcome = 1, "error: "+err.Error()
+		res.Code, outcome = 1, "error: "+err.Error()
 		var ue usageError
 		if errors.As(err, &ue) {
-			status = 2
+			res.Code = 2
 		}
 		if errors.Is(err, keys.ErrPermissionDenied) {
 			outcome = "denied"
 		}
-		fmt.Fprintf(stdio.Stderr, "eeveon: %s\n", err)
+		if !c.reported {
+			fmt.Fprintf(c.io.Stderr, "eeveon: %s\n", err)
+		}
 	}
-	rt.audit(id, redact(args), c.site, outcome)
-	return status
+	if c.outcome != "" {
+		outcome = c.outcome
+	}
+	if c.command != "" {
+		command = c.command
+	}
+	rt.audit(c.id, command, c.site, outcome)
+	return res
 }
 
 func (rt *Router) audit(id keys.Identity, command, site, outcome string) {
@@ -126,12 +173,6 @@ func (rt *Router) audit(id keys.Identity, command, site, outcome string) {
 	if err != nil && rt.Log != nil {
 		rt.Log.Error("write audit log", "err", err)
 	}
-}
-
-// Audit records something that was decided outside Run (a git push or
-// fetch allowed or refused by the SSH layer).
-func (rt *Router) AuditEvent(id keys.Identity, command, site, outcome string) {
-	rt.audit(id, command, site, outcome)
 }
 
 func clipArg(s string) string {
@@ -460,48 +501,49 @@ func (rt *Router) deploy(c *call) error {
 	return err
 }
 
-// Push deploys a pushed update of a site's branch. It is not a verb of the
-// command surface: only the repository's proc-receive hook asks for it,
-// through the control socket, with the pusher's identity. It returns the
-// push's exit status and, when nothing went live, the one-line reason git
-// shows beside the rejected ref. A deploy that went live, waits for
-// approval or was superseded by a newer push is a success (0); the engine
-// moves the branch only when a deploy goes live.
-func (rt *Router) Push(ctx context.Context, id keys.Identity, site, ref, old, commit string, stdio IO) (int, string) {
-	refuse := func(outcome string, err error) (int, string) {
-		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
-		rt.audit(id, "push", site, outcome)
-		return 1, err.Error()
+// push deploys a pushed update of a site's branch: the hidden verb of a
+// control request's Push, which only the repository's proc-receive hook
+// sends, with the pusher's identity. Its result is the push's exit status
+// and, when nothing went live, the one-line reason git shows beside the
+// rejected ref. A deploy that went live, waits for approval or was
+// superseded by a newer push is a success; the engine moves the branch
+// only when a deploy goes live.
+func (rt *Router) push(c *call) error {
+	p := c.push
+	if p == nil {
+		return usagef("unknown command %q", "push")
 	}
-	s, err := rt.Site(id, site, keys.VerbPush)
+	c.site = p.Site
+	refuse := func(outcome string, err error) error {
+		c.outcome, c.reason = outcome, err.Error()
+		return err
+	}
+	s, err := rt.Site(c.id, p.Site, keys.VerbPush)
 	if err != nil {
 		return refuse("error: "+err.Error(), err)
 	}
 	switch {
-	case ref != s.Ref():
+	case p.Ref != s.Ref():
 		return refuse("refused", fmt.Errorf("only %s deploys %s", s.Branch, s.Name))
-	case strings.Trim(commit, "0") == "":
+	case strings.Trim(p.New, "0") == "":
 		return refuse("refused", fmt.Errorf("deleting %s would leave %s with nothing to deploy; it stays", s.Branch, s.Name))
-	case names.Commit(commit) != nil:
-		return refuse("refused", names.Commit(commit))
+	case names.Commit(p.New) != nil:
+		return refuse("refused", names.Commit(p.New))
 	}
-	r, err := rt.Engine.Deploy(ctx, deployer.Request{
-		Site: s.Name, Commit: commit, Ref: s.Ref(), Trigger: "push", User: id.User,
-		Fingerprint: id.Fingerprint, FromPush: true, Old: old,
-	}, stdio.Stdout)
-	outcome := string(r.State)
-	if err != nil {
-		outcome = "error: " + err.Error()
-	}
-	rt.audit(id, "push "+strconv.Quote(deployer.ShortCommit(commit)), site, outcome)
+	r, err := rt.Engine.Deploy(c.ctx, deployer.Request{
+		Site: s.Name, Commit: p.New, Ref: s.Ref(), Trigger: "push", User: c.id.User,
+		Fingerprint: c.id.Fingerprint, FromPush: true, Old: p.Old,
+	}, c.io.Stdout)
+	c.command, c.outcome = "push "+strconv.Quote(deployer.ShortCommit(p.New)), string(r.State)
 	if err == nil {
-		return 0, ""
+		return nil
 	}
-	if r.ID == "" { // never started: say why
-		fmt.Fprintf(stdio.Stderr, "eeveon: %v\n", err)
-		return 1, err.Error()
+	c.outcome, c.reason = "error: "+err.Error(), err.Error()
+	if r.ID != "" {
+		// It started: its output said why it did not go live.
+		c.reason, c.reported = fmt.Sprintf("deploy %s %s: %v", r.ID, r.State, err), true
 	}
-	return 1, fmt.Sprintf("deploy %s %s: %v", r.ID, r.State, err)
+	return err
 }
 
 func (rt *Router) rollback(c *call) error {

@@ -69,7 +69,7 @@ func redact(args []string) string {
 // secret value (values often contain shell metacharacters).
 func RedactLine(line string) string {
 	first, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-	if _, ok := verbs[first]; ok || first == "git-receive-pack" || first == "git-upload-pack" {
+	if _, ok := surfaceVerb(first); ok || first == "git-receive-pack" || first == "git-upload-pack" {
 		return first + " … (not parsed)"
 	}
 	return "(not parsed)"

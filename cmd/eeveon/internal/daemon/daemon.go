@@ -13,10 +13,8 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -131,24 +129,11 @@ func (d *Daemon) wire(vault *secrets.Store, audit *command.Audit) {
 	router := &command.Router{Engine: d.engine, Keys: d.keys, Secrets: vault, Audit: audit, Log: d.log.WithPrefix("cmd")}
 	d.ctl = &control.Server{
 		Path: d.data.Socket(), AdminGroup: d.cfg.AdminGroup, Log: d.log.WithPrefix("control"),
-		Handler: func(ctx context.Context, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
-			return handleControl(ctx, router, id, req, stdout, stderr)
-		},
+		Handler: router.Control,
 	}
 	if d.cfg.Listen != "off" {
 		d.ssh = &sshd.Server{Data: d.data, Config: d.cfg.SSH, Keys: d.keys, Router: router, Log: d.log.WithPrefix("ssh")}
 	}
-}
-
-// handleControl runs one control socket request: a push handed over by
-// a repository's proc-receive hook, or a command of the surface.
-func handleControl(ctx context.Context, router *command.Router, id keys.Identity, req control.Request, stdout, stderr io.Writer) control.Result {
-	stdio := command.IO{Stdin: bytes.NewReader(req.Input), Stdout: stdout, Stderr: stderr}
-	if p := req.Push; p != nil {
-		code, reason := router.Push(ctx, id, p.Site, p.Ref, p.Old, p.New, stdio)
-		return control.Result{Code: code, Reason: reason}
-	}
-	return control.Result{Code: router.Run(ctx, id, req.Args, stdio)}
 }
 
 // Run starts the daemon and serves until SIGINT, SIGTERM or the end of
