@@ -323,17 +323,7 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	}
 	j.l.Info("deploy queued", "ref", ref, "user", r.User, "trigger", r.Trigger)
 
-	// Waiting for the lock may be abandoned by the client or a shutdown.
-	lockCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		select {
-		case <-e.hard.Done():
-			stop()
-		case <-lockCtx.Done():
-		}
-	}()
-	unlock, err := e.lockWithNotice(lockCtx, site.Name, j.p)
+	unlock, err := e.lockWithNotice(ctx, site.Name, j.p)
 	if err != nil {
 		e.finish(j, StateInterrupted, "gave up waiting for the site lock: "+err.Error())
 		return *r, fmt.Errorf("deploy %s: %w", r.ID, err)
@@ -351,6 +341,8 @@ func (e *Engine) run(ctx context.Context, req Request, out io.Writer, body func(
 	return *r, nil
 }
 
+// lockWithNotice takes a deploy's site lock, telling the client when it
+// waits. The wait may be abandoned by the client (ctx) or a shutdown.
 func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (func(), error) {
 	e.mu.Lock()
 	busy, ok := e.running[site]
@@ -358,6 +350,15 @@ func (e *Engine) lockWithNotice(ctx context.Context, site string, p progress) (f
 	if ok {
 		p.step("waiting: deploy %s (%s) is in progress on %s", busy.ID, busy.Short(), site)
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-e.hard.Done():
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	return e.lock(ctx, site)
 }
 

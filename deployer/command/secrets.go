@@ -78,6 +78,49 @@ func RedactLine(line string) string {
 // maxSecretInput bounds what a secrets command reads from stdin.
 const maxSecretInput = 1 << 20
 
+// secretsRotate is secrets rotate: a new identity for every store.
+func (rt *Router) secretsRotate(c *call, rest []string) error {
+	if err := keys.Authorize(c.id, keys.VerbSecrets, ""); err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usagef("usage: secrets rotate")
+	}
+	recipient, err := secrets.Rotate(rt.Engine.Data().Dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.io.Stdout, "rotated the secrets identity; every store is now encrypted to %s\n", recipient)
+	return nil
+}
+
+// secretSet is secrets set SITE KEY [VALUE]: the value from the command
+// line or stdin.
+func secretSet(c *call, store *secrets.Store, site string, args []string) error {
+	key := args[0]
+	if err := secrets.ValidKey(key); err != nil {
+		return err
+	}
+	var value string
+	if len(args) == 2 {
+		value = args[1]
+	} else {
+		b, err := readInput(c.io.Stdin)
+		if err != nil {
+			return err
+		}
+		value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	}
+	if err := secrets.ValidValue(value); err != nil {
+		return err
+	}
+	if err := store.Set(site, key, value); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.io.Stdout, "set %s of %s (%d bytes); it reaches the next deploy\n", key, site, len(value))
+	return nil
+}
+
 func (rt *Router) secrets(c *call) error {
 	if len(c.args) == 0 {
 		return usagef("usage: %s", secretsUsage)
@@ -85,18 +128,7 @@ func (rt *Router) secrets(c *call) error {
 	sub, rest := c.args[0], c.args[1:]
 	c.args = rest
 	if sub == "rotate" {
-		if err := keys.Authorize(c.id, keys.VerbSecrets, ""); err != nil {
-			return err
-		}
-		if len(rest) != 0 {
-			return usagef("usage: secrets rotate")
-		}
-		recipient, err := secrets.Rotate(rt.Engine.Data().Dir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.io.Stdout, "rotated the secrets identity; every store is now encrypted to %s\n", recipient)
-		return nil
+		return rt.secretsRotate(c, rest)
 	}
 	fs := c.flags("secrets")
 	replace := fs.Bool("replace", false, "")
@@ -115,27 +147,7 @@ func (rt *Router) secrets(c *call) error {
 	}
 	switch {
 	case sub == "set" && (len(pos) == 2 || len(pos) == 3):
-		key := pos[1]
-		if err := secrets.ValidKey(key); err != nil {
-			return err
-		}
-		var value string
-		if len(pos) == 3 {
-			value = pos[2]
-		} else {
-			b, err := readInput(c.io.Stdin)
-			if err != nil {
-				return err
-			}
-			value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		}
-		if err := secrets.ValidValue(value); err != nil {
-			return err
-		}
-		if err := store.Set(s.Name, key, value); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.io.Stdout, "set %s of %s (%d bytes); it reaches the next deploy\n", key, s.Name, len(value))
+		return secretSet(c, store, s.Name, pos[1:])
 	case sub == "list" && len(pos) == 1:
 		names, err := store.Names(s.Name)
 		if err != nil {
