@@ -22,7 +22,7 @@ import (
 	"github.com/eeveon/eeveon/deployer"
 	"github.com/eeveon/eeveon/deployer/control"
 	"github.com/eeveon/eeveon/deployer/names"
-	"github.com/eeveon/eeveon/internal/hookenv"
+	"github.com/eeveon/eeveon/hooks/hookenv"
 )
 
 // ProcReceive is `eeveon hook proc-receive`. git receive-pack runs it in

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/eeveon/eeveon/internal/gitexec"
+	"github.com/eeveon/eeveon/deployer/internal/gitexec"
 	"github.com/eeveon/eeveon/keys"
 )
 

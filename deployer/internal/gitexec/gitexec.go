@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/eeveon/eeveon/internal/hookenv"
+	"github.com/eeveon/eeveon/hooks/hookenv"
 	"github.com/eeveon/eeveon/keys"
 )
 
