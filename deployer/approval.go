@@ -14,6 +14,10 @@ import (
 var (
 	ErrNothingPending = errors.New("nothing is waiting for approval")
 	ErrApproval       = errors.New("cannot approve")
+	// ErrNotWaiting is also wrapped by the ErrApproval of a deploy that no
+	// longer waits (expired, superseded, decided): the approval came late,
+	// rather than against the site's rules.
+	ErrNotWaiting = errors.New("no longer waiting for approval")
 )
 
 // awaitApproval ends a built, healthy deploy in pending_approval instead
@@ -77,7 +81,7 @@ func (e *Engine) decide(ctx context.Context, name, id string, out io.Writer, act
 		if err != nil {
 			return Record{}, err
 		}
-		return r, fmt.Errorf("%w: deploy %s is %s, not waiting for approval", ErrApproval, id, r.State)
+		return r, notWaiting{fmt.Errorf("%w: deploy %s is %s, not waiting for approval", ErrApproval, id, r.State)}
 	}
 	if !ok {
 		return Record{}, fmt.Errorf("%w on %s", ErrNothingPending, name)
@@ -89,7 +93,7 @@ func (e *Engine) decide(ctx context.Context, name, id string, out io.Writer, act
 	defer closeLog()
 	if time.Now().After(*pending.ExpiresAt) {
 		e.finish(j, StateExpired, "the approval window ended at "+pending.ExpiresAt.Format(time.RFC3339))
-		return *j.r, fmt.Errorf("%w: deploy %s expired at %s", ErrApproval, pending.ID, pending.ExpiresAt.Format(time.RFC3339))
+		return *j.r, notWaiting{fmt.Errorf("%w: deploy %s expired at %s", ErrApproval, pending.ID, pending.ExpiresAt.Format(time.RFC3339))}
 	}
 	err = act(j)
 	return *j.r, err
@@ -204,3 +208,10 @@ func (w *waiting) due(now time.Time) []Record {
 	}
 	return due
 }
+
+// notWaiting marks an approval error as ErrNotWaiting too; its text is
+// the wrapped one's.
+type notWaiting struct{ error }
+
+func (notWaiting) Is(target error) bool { return target == ErrNotWaiting }
+func (n notWaiting) Unwrap() error      { return n.error }

@@ -1,6 +1,11 @@
 package deployer
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+)
 
 func TestTransitions(t *testing.T) {
 	all := []State{StateRunning, StateLive, StateFailed, StateInterrupted, StateSuperseded, StatePendingApproval, StateRejected, StateExpired}
@@ -55,5 +60,20 @@ func TestEventOf(t *testing.T) {
 		if k == "" {
 			t.Error("an empty event kind")
 		}
+	}
+}
+
+// TestRollbackOutcomeIsTyped: the documented sentinel holds for a site
+// never deployed, and the outcome says which deploy and state.
+func TestRollbackOutcomeIsTyped(t *testing.T) {
+	e := testEngine(t)
+	addSite(t, e, Site{Name: "hello"})
+	r, err := e.Rollback(context.Background(), Request{Site: "hello", User: "alice"}, io.Discard)
+	if !errors.Is(err, ErrNoRollback) {
+		t.Fatalf("Rollback of a site never deployed: %v, want ErrNoRollback", err)
+	}
+	de, ok := DeployOutcome(err)
+	if !ok || de.ID != r.ID || de.State != StateFailed || de.Step != "rollback" {
+		t.Errorf("outcome %+v, want the failed rollback deploy %s", de, r.ID)
 	}
 }

@@ -281,16 +281,16 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 		s.Log.Info("approved through link", "site", c.Site, "deploy", c.Deploy, "approver", c.Approver, "remote", r.RemoteAddr)
 		render(w, status, p)
 		return
-	case errors.Is(err, deployer.ErrNothingPending),
-		errors.Is(err, deployer.ErrApproval) && rec.State != deployer.StatePendingApproval:
+	case errors.Is(err, deployer.ErrNothingPending), errors.Is(err, deployer.ErrNotWaiting):
 		// It stopped waiting (expired, superseded, decided over SSH)
 		// between the check and the approval.
 		status, p.Title = http.StatusGone, "No longer waiting for approval"
 	case errors.Is(err, deployer.ErrApproval):
 		// Refused by the site's rules (an approver who pushed it).
 		status, p.Title = http.StatusForbidden, "Not approved"
-	case rec.ID == c.Deploy && rec.ApprovedBy == c.Approver:
-		// Approved, but the health check before the swap failed.
+	case isOutcomeOf(err, c.Deploy):
+		// Approved, but the deploy did not go live (its health check
+		// before the switch failed).
 		status, p.Title = http.StatusConflict, "Approved, but not live"
 	case errors.Is(err, deployer.ErrShuttingDown):
 		status, p.Title = http.StatusServiceUnavailable, "Not approved"
@@ -328,4 +328,11 @@ func (s *Server) audit(r *http.Request, c Claims, outcome string) {
 	if err != nil {
 		s.Log.Error("write audit log", "err", err)
 	}
+}
+
+// isOutcomeOf reports whether err is how deploy id ended after it was
+// approved (a DeployError of that deploy), not a refusal to approve it.
+func isOutcomeOf(err error, id string) bool {
+	de, ok := deployer.DeployOutcome(err)
+	return ok && de.ID == id
 }

@@ -371,3 +371,28 @@ func TestListenDefaultsToLoopback(t *testing.T) {
 		t.Errorf("secret: %v %v", err, fi)
 	}
 }
+
+// TestLinkApprovedButNotLive: an approval whose health re-check fails is
+// told apart from a refusal by the deploy's typed outcome, not guessed
+// from record fields.
+func TestLinkApprovedButNotLive(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "healthy")
+	f := newFixture(t, deployer.Site{Name: "critical", HealthCmd: "test -f " + gate})
+	cfg := deployer.Default()
+	cfg.Deploy.HealthTimeout.Duration, cfg.Deploy.HealthInterval.Duration = 300*time.Millisecond, 50*time.Millisecond
+	f.engine = deployer.NewEngine(f.d, cfg, log.New(io.Discard))
+	f.start()
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.commit("first", map[string]string{"README": "one\n"})
+	r := f.deploy("critical")
+	link := f.link(r, "alice")
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	resp := do(t, http.MethodPost, link)
+	if resp.status != http.StatusConflict || !strings.Contains(resp.body, "Approved, but not live") {
+		t.Fatalf("approval with a failing health re-check: status %d\n%s", resp.status, resp.body)
+	}
+}
