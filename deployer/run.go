@@ -1,6 +1,8 @@
 package deployer
 
 import (
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
+
 	"bytes"
 	"context"
 	"errors"
@@ -53,6 +55,10 @@ type proc struct {
 	env   []string
 	files []*os.File
 	cred  *syscall.Credential
+	// cgroups, when set, puts each command in a cgroup of its own (named
+	// after scope) that ends with it: nothing it started outlives it.
+	cgroups *cgroup.Manager
+	scope   string
 }
 
 func runShell(ctx context.Context, dir, script string, pr proc, out io.Writer, timeout time.Duration) error {
@@ -66,6 +72,16 @@ func runShell(ctx context.Context, dir, script string, pr proc, out io.Writer, t
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: pr.cred}
+	if pr.cgroups != nil {
+		g, err := pr.cgroups.New(pr.scope)
+		if err != nil {
+			return fmt.Errorf("contain the command: %w", err)
+		}
+		g.Attr(cmd.SysProcAttr)
+		// Whatever the command left running (setsid, double forks,
+		// daemons) ends with it.
+		defer func() { _ = g.Remove() }()
+	}
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil

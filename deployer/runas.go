@@ -3,6 +3,7 @@ package deployer
 import (
 	"errors"
 	"fmt"
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
 	"io/fs"
 	"os"
 	"os/user"
@@ -60,4 +61,17 @@ func (w *workspace) handOver(dir string) error {
 		}
 		return os.Lchown(p, int(w.runAs.uid), int(w.runAs.gid))
 	})
+}
+
+// ContainCommands puts every site command (build, health command, and in
+// time the apps) in a cgroup of its own that ends with it, so that nothing
+// a deployer's code starts outlives its step. The daemon calls it once it
+// holds the data dir: it also ends what a killed server left running.
+func (e *Engine) ContainCommands() error {
+	m, err := cgroup.Open(e.data.Dir)
+	if err != nil {
+		return err
+	}
+	e.ws.cgroups = m
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
 	"github.com/eeveon/eeveon/deployer/secrets"
 )
 
@@ -17,9 +18,10 @@ import (
 // commands (run_as). Every kind of target checks out and runs through it,
 // so what confines site code lives here, in one place.
 type workspace struct {
-	data  Data
-	hard  context.Context // cancelled when a shutdown's grace period ends
-	runAs *runAs
+	data    Data
+	hard    context.Context // cancelled when a shutdown's grace period ends
+	runAs   *runAs
+	cgroups *cgroup.Manager // nil: commands are not contained beyond their process group
 }
 
 // checkoutInPlace materialises the commit into current itself, a real
@@ -117,7 +119,7 @@ func (w *workspace) checkoutColour(ctx context.Context, site Site, r *Record) (s
 // plaintext ever lands on disk.
 func (w *workspace) env(j *job, dir string) (proc, error) {
 	r := j.r
-	pr := proc{}
+	pr := proc{cgroups: w.cgroups, scope: r.Site + "." + r.ID}
 	vars := map[string]string{}
 	if w.runAs != nil {
 		if err := w.handOver(dir); err != nil {

@@ -97,6 +97,10 @@ func New(c Config) (_ *Daemon, err error) {
 	if err := d.engine.SetRunAs(c.Config.Deploy.RunAs); err != nil {
 		return nil, err
 	}
+	if err := d.engine.ContainCommands(); err != nil {
+		// Without cgroups a build's setsid or double fork outlives it.
+		d.log.Warn("site commands are not contained: what a build leaves running outlives it", "err", err)
+	}
 	d.wire(vault, command.NewAudit(c.Data.AuditLog()))
 	return d, nil
 }
