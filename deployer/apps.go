@@ -201,7 +201,7 @@ func (a *appRuntime) startApp(j *job, dir string, pr proc) (*appInst, error) {
 		_ = inst.stop(a.e.cfg.App.StopGrace.Duration)
 		if out := inst.recent.Bytes(); len(out) > 0 {
 			p.step("the app's last output:")
-			lw := &lineWriter{w: j.out, prefix: "    "}
+			lw := &lineWriter{w: j.cmdOut, prefix: "    "}
 			_, _ = lw.Write(out)
 			lw.Flush()
 		}
@@ -492,7 +492,7 @@ func (a *appRuntime) restoreApp(name, color string) {
 	rec.Color = color
 	out := &lineWriter{w: logLines{l}}
 	defer out.Flush()
-	j := &job{site: site, r: &rec, out: out, p: progress{out}, l: l}
+	j := &job{site: site, r: &rec, out: out, cmdOut: out, p: progress{out}, l: l}
 	if a.e.secrets != nil {
 		if j.secrets, err = a.e.secrets.Get(name); err != nil {
 			l.Error("app site: its secrets cannot be read; the app is not started, the proxy answers 503 until the next deploy", "err", err)

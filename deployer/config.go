@@ -142,6 +142,13 @@ type DeployConfig struct {
 	HealthInterval  Duration `toml:"health_interval"`
 	HealthTry       Duration `toml:"health_try_timeout"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// MaxPushSize bounds the pack a push over SSH may send, in bytes
+	// (git's receive.maxInputSize); 0: no bound.
+	MaxPushSize int64 `toml:"max_push_size"`
+	// MaxLogSize bounds, in bytes, what the commands of one deploy may
+	// write to its log and its client; past it their output is dropped
+	// (the deploy goes on; the log says so).
+	MaxLogSize int64 `toml:"max_log_size"`
 }
 
 // AppConfig is the [app] section: how app sites (a start command behind
@@ -189,6 +196,8 @@ func Default() Config {
 			HealthInterval:  Duration{500 * time.Millisecond},
 			HealthTry:       Duration{10 * time.Second},
 			ShutdownTimeout: Duration{60 * time.Second},
+			MaxPushSize:     256 << 20,
+			MaxLogSize:      16 << 20,
 		},
 		App: AppConfig{
 			PortMin:      20000,
@@ -276,6 +285,9 @@ func (c Config) Validate() error {
 	}
 	if c.App.DrainTimeout.Duration <= 0 || c.App.StopGrace.Duration <= 0 {
 		return errors.New("config: [app] drain_timeout and stop_grace must be positive")
+	}
+	if c.Deploy.MaxPushSize < 0 || c.Deploy.MaxLogSize < 1<<16 {
+		return errors.New("config: [deploy] max_push_size must be 0 (no bound) or more, max_log_size at least 65536 bytes")
 	}
 	if c.LogMaxSize < 1<<16 {
 		return errors.New("config: log_max_size must be at least 65536 bytes")

@@ -206,8 +206,11 @@ type job struct {
 	site Site
 	r    *Record
 	out  io.Writer // the client and the deploy log
-	p    progress
-	l    *log.Logger
+	// cmdOut is out for what the site's commands print: bounded by
+	// max_log_size, past which it is dropped with a note.
+	cmdOut io.Writer
+	p      progress
+	l      *log.Logger
 	// approved is set when an admin's approval is being carried out.
 	approved bool
 	// pushSeq is the place of a push's deploy in the site's push order
@@ -235,6 +238,7 @@ func (e *Engine) newJob(site Site, r *Record, out io.Writer) (*job, func(), erro
 	}
 	mw := secrets.NewMaskWriter(&teeWriter{log: logf, client: out}, slices.Collect(maps.Values(j.secrets)))
 	j.out, j.p = mw, progress{mw}
+	j.cmdOut = &capWriter{w: mw, max: e.cfg.Deploy.MaxLogSize}
 	return j, func() {
 		_ = mw.Flush()
 		logf.Close()
@@ -441,7 +445,7 @@ func (e *Engine) pipeline(j *job) error {
 		p.step("no build command; %s holds the commit as is", r.Color)
 	} else {
 		p.step("building %s: %s", r.Color, site.Build)
-		lw := &lineWriter{w: j.out, prefix: "    "}
+		lw := &lineWriter{w: j.cmdOut, prefix: "    "}
 		err := runShell(ctx, dir, site.Build, pr, lw, e.cfg.Deploy.BuildTimeout.Duration)
 		lw.Flush()
 		if err != nil {
@@ -509,7 +513,7 @@ func (e *Engine) onSwap(j *job, dir string, port int) {
 		"EEVEON_DEPLOY_ID": r.ID, "EEVEON_PATH": dir, "EEVEON_PORT": portVar,
 	})
 	j.p.step("on_swap: %s", j.site.OnSwap)
-	lw := &lineWriter{w: j.out, prefix: "    "}
+	lw := &lineWriter{w: j.cmdOut, prefix: "    "}
 	err := runShell(e.hard, j.site.Path, j.site.OnSwap, proc{env: env}, lw, e.cfg.Deploy.HealthTimeout.Duration)
 	lw.Flush()
 	if err != nil {
@@ -666,7 +670,7 @@ func swapCurrent(sitePath, color, id string) error {
 // healthCheck checks the new colour until it passes or the deadline ends,
 // retrying with doubling backoff.
 func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, pr proc) error {
-	site, r, out, p := j.site, j.r, j.out, j.p
+	site, r, p := j.site, j.r, j.p
 	if site.HealthCmd == "" && site.HealthURL == "" {
 		p.step("no health check configured")
 		return nil
@@ -709,7 +713,7 @@ func (e *Engine) healthCheck(ctx context.Context, j *job, dir string, pr proc) e
 		wait = min(wait*2, 5*time.Second)
 	}
 	if len(lastOut) > 0 {
-		lw := &lineWriter{w: out, prefix: "    "}
+		lw := &lineWriter{w: j.cmdOut, prefix: "    "}
 		_, _ = lw.Write(lastOut)
 		lw.Flush()
 	}

@@ -184,3 +184,30 @@ func (t *teeWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// capWriter passes on the first max bytes written to it, then one note,
+// then nothing: a command that floods its output cannot fill the disk
+// with its deploy log or hold its client. It never fails a write (the
+// command goes on, bounded by its timeout).
+type capWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	max     int64
+	written int64
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max <= 0 || c.written <= c.max {
+		room := c.max - c.written
+		if c.max <= 0 || int64(len(p)) <= room {
+			_, _ = c.w.Write(p)
+		} else {
+			_, _ = c.w.Write(p[:room])
+			_, _ = fmt.Fprintf(c.w, "\n==> output truncated: the commands of this deploy wrote more than %d bytes (max_log_size); the rest is not kept\n", c.max)
+		}
+		c.written += int64(len(p))
+	}
+	return len(p), nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,18 @@ func TestRollbackOutcomeIsTyped(t *testing.T) {
 	de, ok := DeployOutcome(err)
 	if !ok || de.ID != r.ID || de.State != StateFailed || de.Step != "rollback" {
 		t.Errorf("outcome %+v, want the failed rollback deploy %s", de, r.ID)
+	}
+}
+
+func TestCapWriter(t *testing.T) {
+	var b strings.Builder
+	c := &capWriter{w: &b, max: 10}
+	for _, s := range []string{"12345", "6789", "abcdef", "more", "and more"} {
+		if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if got := b.String(); !strings.HasPrefix(got, "123456789a\n==> output truncated") || strings.Contains(got, "bcdef") || strings.Contains(got, "and more") || strings.Count(got, "truncated") != 1 {
+		t.Errorf("capped output %q", got)
 	}
 }

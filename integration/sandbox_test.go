@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,5 +74,44 @@ func TestStepEscapesDieWithTheStep(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Fatalf("processes the build and health command started outlived the deploy:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// A push bigger than max_push_size is refused by git with the limit named,
+// and stores nothing; a build that floods its output has its log cut at
+// max_log_size with a note, and the deploy goes on (issue 13, item 6).
+func TestPushAndLogLimits(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	e.restartWithConfig("[deploy]\nmax_push_size = 1048576\nmax_log_size = 262144\n")
+	bob := e.AddKey("bob", "deployer", "hello")
+	e.MustEeveon("site", "add", "hello", "--build", "yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | head -c 3000000; mkdir -p public; echo ok > public/index.html")
+	repo := e.NewRepo("hello", map[string]string{"README": "v1"})
+	big := make([]byte, 3<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo.Dir, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo.Git("add", "big.bin")
+	repo.Git("commit", "-q", "-m", "big")
+	r := repo.Push(bob, "hello")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "exceeds maximum allowed size") {
+		t.Fatalf("a 3 MiB push with max_push_size 1 MiB: exit %d\n%s", r.Code, r.Out())
+	}
+	if e.serverBranch("hello") != "" || e.Live("hello") != "" {
+		t.Fatalf("the refused push left branch %q, live %q", e.serverBranch("hello"), e.Live("hello"))
+	}
+
+	repo.Git("reset", "-q", "--hard", "HEAD~1")
+	r = repo.Push(bob, "hello", "--force", "main")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "live: hello") || !strings.Contains(r.Stderr, "output truncated") {
+		t.Fatalf("push with a flooding build: exit %d\n%s", r.Code, r.Out()[:min(len(r.Out()), 3000)])
+	}
+	last := e.lastDeploy("hello")
+	fi, err := os.Stat(filepath.Join(e.Data, "deploys", "hello", last.ID+".log"))
+	if err != nil || fi.Size() > 300<<10 {
+		t.Fatalf("deploy log %v, %v; want it cut near 256 KiB", fi, err)
 	}
 }

@@ -48,6 +48,8 @@ const configTemplate = `# eeveon server configuration (TOML). Every setting is o
 # health_interval = "500ms"  # first wait between health checks (doubles, max 5s)
 # health_try_timeout = "10s" # one health check try
 # shutdown_timeout = "60s"   # on SIGTERM, wait this long for running deploys
+# max_push_size = 268435456  # bytes a push over SSH may send (git receive.maxInputSize); 0: no bound
+# max_log_size = 16777216   # bytes the commands of one deploy may write to its log; past it their output is dropped
 
 [app]
 # port_min = 20000           # app sites without ports of their own get two from this range

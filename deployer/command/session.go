@@ -62,6 +62,7 @@ func (s Session) git(ctx context.Context, id keys.Identity, verb keys.Verb, path
 	res, err := gitexec.Run(ctx, gitexec.Params{
 		Verb: verb, Repo: rt.Engine.Data().Repo(site), Pusher: id, ClientEnv: s.Env,
 		Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr,
+		MaxPushSize: rt.Engine.Config().Deploy.MaxPushSize,
 	})
 	if err != nil {
 		if rt.Log != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,9 @@ type Params struct {
 	Stdin     io.Reader
 	Stdout    io.Writer
 	Stderr    io.Writer
+	// MaxPushSize bounds the pack a push may send (receive.maxInputSize);
+	// 0: no bound.
+	MaxPushSize int64
 }
 
 // Result is how git ended: the exit status for the client and the outcome
@@ -56,7 +60,11 @@ func Run(ctx context.Context, p Params) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", sub, p.Repo)
+	args := []string{sub, p.Repo}
+	if p.Verb == keys.VerbPush && p.MaxPushSize > 0 {
+		args = append([]string{"-c", "receive.maxInputSize=" + strconv.FormatInt(p.MaxPushSize, 10)}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "git", args...)
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, hookenv.Encode(p.Pusher)...)
 	for _, kv := range p.ClientEnv {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
