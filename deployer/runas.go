@@ -1,10 +1,11 @@
 package deployer
 
 import (
+	"golang.org/x/sys/unix"
+
 	"errors"
 	"fmt"
 	"github.com/eeveon/eeveon/deployer/internal/cgroup"
-	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -55,12 +56,60 @@ func (w *workspace) handOver(dir string) error {
 	if rel, err := filepath.Rel(w.data.Dir, dir); err == nil && !strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("with run_as, a site's path must be outside the data dir (only the service user may enter %s); give it one with eeveon site set NAME --path /srv/NAME", w.data.Dir)
 	}
-	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+	return chownTree(dir, int(w.runAs.uid), int(w.runAs.gid))
+}
+
+// chownTree gives dir and everything below it to uid:gid without ever
+// following a symbolic link, though the tree's owner may change it while
+// this runs (a process of the build user swapping a directory for a link
+// to /etc between the read of a directory and the descent into it): it
+// walks by file descriptors, opening each directory relative to its parent
+// with O_NOFOLLOW, and changes each entry with AT_SYMLINK_NOFOLLOW, so a
+// link is changed itself, never what it points at. It runs as root.
+func chownTree(dir string, uid, gid int) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("hand %s over: %w", dir, err)
+	}
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("hand %s over: %w", dir, err)
+	}
+	return chownBelow(fd, dir, uid, gid)
+}
+
+// chownBelow changes the entries of the directory open as fd (and closes
+// it); path is for messages only.
+func chownBelow(fd int, path string, uid, gid int) error {
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("hand %s over: %w", path, err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if err := unix.Fchownat(fd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue // removed meanwhile
+			}
+			return fmt.Errorf("hand %s over: %w", filepath.Join(path, name), err)
+		}
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOENT) {
+			continue // no longer a directory: not descended into
+		}
 		if err != nil {
+			return fmt.Errorf("hand %s over: %w", filepath.Join(path, name), err)
+		}
+		if err := chownBelow(sub, filepath.Join(path, name), uid, gid); err != nil {
 			return err
 		}
-		return os.Lchown(p, int(w.runAs.uid), int(w.runAs.gid))
-	})
+	}
+	return nil
 }
 
 // ContainCommands puts every site command (build, health command, and in
