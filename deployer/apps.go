@@ -20,6 +20,7 @@ import (
 	"github.com/charmbracelet/log"
 
 	"github.com/eeveon/eeveon/deployer/app"
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
 	"github.com/eeveon/eeveon/deployer/secrets"
 )
 
@@ -63,6 +64,7 @@ type appInst struct {
 	mask                  *secrets.MaskWriter
 	recent                *limitedBuffer // the last output, for a failed check
 	secretFile            *os.File       // the app's own copy of the secrets file
+	cg                    *cgroup.Group  // the colour's cgroup, nil without containment
 }
 
 // current is the process running now.
@@ -80,6 +82,12 @@ func (a *appInst) stop(grace time.Duration) error {
 		err = a.sup.Stop(context.Background(), grace)
 	} else {
 		err = a.proc.Stop(context.Background(), grace)
+	}
+	if a.cg != nil {
+		// What the app left running (setsid, daemons) ends with it.
+		if cerr := a.cg.Remove(); err == nil {
+			err = cerr
+		}
 	}
 	a.out.Flush()
 	_ = a.mask.Flush()
@@ -183,8 +191,16 @@ func (a *appRuntime) startApp(j *job, dir string, pr proc) (*appInst, error) {
 	}
 	inst.mask = secrets.NewMaskWriter(io.MultiWriter(as.logf, inst.recent), slices.Collect(maps.Values(j.secrets)))
 	inst.out = &lineWriter{w: inst.mask, prefix: r.Color + " | "}
+	if pr.cgroups != nil {
+		if inst.cg, err = pr.cgroups.New(site.Name + ".app-" + r.Color); err != nil {
+			if inst.secretFile != nil {
+				inst.secretFile.Close()
+			}
+			return nil, fmt.Errorf("contain the app: %w", err)
+		}
+	}
 	inst.spec = app.Spec{
-		Command: site.Start, Dir: dir, Out: inst.out, Files: files, Cred: pr.cred,
+		Command: site.Start, Dir: dir, Out: inst.out, Files: files, Cred: pr.cred, Cgroup: inst.cg,
 		Env: append(slices.Clone(pr.env), "PORT="+strconv.Itoa(port), "EEVEON_PORT="+strconv.Itoa(port)),
 	}
 	fmt.Fprintf(as.logf, "==> %s eeveon: starting %s %s (deploy %s) on port %d\n",
@@ -194,6 +210,9 @@ func (a *appRuntime) startApp(j *job, dir string, pr proc) (*appInst, error) {
 	if err != nil {
 		if inst.secretFile != nil {
 			inst.secretFile.Close()
+		}
+		if inst.cg != nil {
+			_ = inst.cg.Remove()
 		}
 		return nil, err
 	}

@@ -115,3 +115,35 @@ func TestPushAndLogLimits(t *testing.T) {
 		t.Fatalf("deploy log %v, %v; want it cut near 256 KiB", fi, err)
 	}
 }
+
+// An app's colour lives in a cgroup that ends when the colour is retired
+// and when the server stops: what the app started with setsid does not
+// outlive it (a leftover listener could squat the next colour's port).
+func TestAppEscapesDieWithTheColour(t *testing.T) {
+	t.Parallel()
+	appBin := testAppBinary(t)
+	e := newAppEnv(t)
+	admin := e.AddKey("admin", "admin", "")
+	marker := func(v string) string { return fmt.Sprintf("%s.%s", e.Port, v) }
+	t.Cleanup(func() { killWith("sleep " + marker("1")); killWith("sleep " + marker("2")) })
+	start := "setsid sleep " + e.Port + ".$(cat VERSION) </dev/null >/dev/null 2>&1 & exec " + appBin
+	e.MustEeveon("site", "add", "api", "--start", start, "--proxy", "127.0.0.1:"+freePort(t), "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("push v1: exit %d\n%s", r.Code, r.Out())
+	}
+	if len(procsWith("sleep "+marker("1"))) == 0 {
+		t.Fatal("the app's setsid sleep is not running: the test proves nothing")
+	}
+	repo.Commit("v2", map[string]string{"VERSION": "2\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "drained and stopped the app in blue") {
+		t.Fatalf("push v2: exit %d\n%s", r.Code, r.Out())
+	}
+	if left := procsWith("sleep " + marker("1")); len(left) > 0 {
+		t.Fatalf("the retired colour's escape still runs:\n%s", strings.Join(left, "\n"))
+	}
+	e.Stop()
+	if left := procsWith("sleep " + marker("2")); len(left) > 0 {
+		t.Fatalf("the live colour's escape outlived the server:\n%s", strings.Join(left, "\n"))
+	}
+}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
+
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +34,9 @@ type Spec struct {
 	// OrphanGrace is how long the app gets between SIGTERM and SIGKILL
 	// when the server dies without stopping it. Default 2s.
 	OrphanGrace time.Duration
+	// Cgroup, if set, is the group the app's processes start in (its
+	// restarts too); its owner ends it with the colour.
+	Cgroup *cgroup.Group
 }
 
 // marker is the $0 of every supervisor shell, by which Alive recognises
@@ -92,6 +97,9 @@ func Start(spec Spec) (*Process, error) {
 	}
 	cmd.ExtraFiles = spec.Files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGHUP, Credential: spec.Cred}
+	if spec.Cgroup != nil {
+		spec.Cgroup.Attr(cmd.SysProcAttr)
+	}
 
 	// Our own pipe instead of exec's: Wait must not hang on a grandchild
 	// that keeps the output open, and the copying ends only after the
