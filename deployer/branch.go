@@ -16,9 +16,12 @@ import (
 //     that moved since is refused, and two pushes never both land;
 //   - when a deploy goes live the branch points at its commit, so after a
 //     rollback or a deploy --ref the branch is the live commit too;
-//   - when a push's deploy fails, is interrupted, rejected or expires, the
-//     branch goes back to the live commit (or away, if nothing is live), so
-//     that pushing the same commit again deploys it again.
+//   - when a push's deploy fails, is interrupted, rejected, expires or is
+//     superseded by a deploy that is not a push, the branch goes back to
+//     the live commit (or away, if nothing is live), so that pushing the
+//     same commit again deploys it again;
+//   - a deploy going live leaves alone a branch that a newer push, still
+//     waiting for the site, has moved on.
 //
 // Each move is a compare-and-swap on the value just read, so none of them
 // ever undoes a newer push. A poll site's branch mirrors its remote and is
@@ -82,8 +85,11 @@ func (e *Engine) settleBranch(j *job, state State) {
 	to, why := "", ""
 	switch state {
 	case StateLive:
+		if e.pushes.waitingAfter(site.Name, j.pushSeq) {
+			return // a newer push moved it on and goes live next
+		}
 		to, why = r.Commit, "deploy "+r.ID+" live"
-	case StateFailed, StateInterrupted, StateRejected, StateExpired:
+	case StateFailed, StateInterrupted, StateRejected, StateExpired, StateSuperseded:
 		if r.Trigger != "push" || tip != r.Commit {
 			return // not moved by a push, or a newer push moved it on
 		}

@@ -7,11 +7,12 @@ import "sync"
 // arrives is superseded by it, whichever of the two gets the site lock
 // first (the lock is not first come, first served).
 type pushQueue struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards sites; each site's order has its own lock
 	sites map[string]*pushOrder
 }
 
 type pushOrder struct {
+	mu      sync.Mutex
 	next    uint64
 	waiting map[uint64]Record // queued, not yet started or superseded
 	started uint64            // the newest that began deploying
@@ -19,6 +20,8 @@ type pushOrder struct {
 }
 
 func (q *pushQueue) order(site string) *pushOrder {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.sites == nil {
 		q.sites = map[string]*pushOrder{}
 	}
@@ -34,12 +37,12 @@ func (q *pushQueue) order(site string) *pushOrder {
 // once accept (the push's move of the branch) succeeded: the two happen
 // in one step, so the push order is the order the branch moved in.
 func (q *pushQueue) enqueue(site string, r Record, accept func() error) (uint64, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	o := q.order(site)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if err := accept(); err != nil {
 		return 0, err
 	}
-	o := q.order(site)
 	o.next++
 	o.waiting[o.next] = r
 	return o.next, nil
@@ -49,9 +52,9 @@ func (q *pushQueue) enqueue(site string, r Record, accept func() error) (uint64,
 // arrived after seq (waiting or begun), which supersedes it; otherwise seq
 // begins and ok is false.
 func (q *pushQueue) take(site string, seq uint64) (newer Record, superseded bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	o := q.order(site)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	mine := o.waiting[seq]
 	delete(o.waiting, seq)
 	best := uint64(0)
@@ -73,7 +76,22 @@ func (q *pushQueue) take(site string, seq uint64) (newer Record, superseded bool
 // drop forgets a push that never got the site lock (its client went
 // away, or the server stops): it supersedes nothing.
 func (q *pushQueue) drop(site string, seq uint64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	delete(q.order(site).waiting, seq)
+	o := q.order(site)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.waiting, seq)
+}
+
+// waitingAfter reports whether a push that arrived after seq (0: any)
+// still waits for the site.
+func (q *pushQueue) waitingAfter(site string, seq uint64) bool {
+	o := q.order(site)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for s := range o.waiting {
+		if s > seq {
+			return true
+		}
+	}
+	return false
 }

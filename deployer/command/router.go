@@ -529,6 +529,9 @@ func (rt *Router) push(c *call) error {
 		return refuse("refused", fmt.Errorf("deleting %s would leave %s with nothing to deploy; it stays", s.Branch, s.Name))
 	case names.Commit(p.New) != nil:
 		return refuse("refused", names.Commit(p.New))
+	case names.Commit(p.Old) != nil:
+		// All zeros (a new branch) is a valid object id here.
+		return refuse("refused", names.Commit(p.Old))
 	}
 	r, err := rt.Engine.Deploy(c.ctx, deployer.Request{
 		Site: s.Name, Commit: p.New, Ref: s.Ref(), Trigger: "push", User: c.id.User,
