@@ -62,38 +62,56 @@ func (w *workspace) handOver(dir string) error {
 // chownTree gives dir and everything below it to uid:gid without ever
 // following a symbolic link, though the tree's owner may change it while
 // this runs (a process of the build user swapping a directory for a link
-// to /etc between the read of a directory and the descent into it): it
-// walks by file descriptors, opening each directory relative to its parent
-// with O_NOFOLLOW, and changes each entry with AT_SYMLINK_NOFOLLOW, so a
-// link is changed itself, never what it points at. It runs as root.
+// to /etc between the read of a directory and the descent into it): see
+// walkNoFollow; each entry is changed with AT_SYMLINK_NOFOLLOW, so a link
+// is changed itself, never what it points at. It runs as root.
 func chownTree(dir string, uid, gid int) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("hand %s over: %w", dir, err)
-	}
-	if err := unix.Fchown(fd, uid, gid); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("hand %s over: %w", dir, err)
-	}
-	return chownBelow(fd, dir, uid, gid)
+	return walkNoFollow(dir,
+		func(fd int) error { return unix.Fchown(fd, uid, gid) },
+		func(parent int, name string) error {
+			return unix.Fchownat(parent, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+		})
 }
 
-// chownBelow changes the entries of the directory open as fd (and closes
-// it); path is for messages only.
-func chownBelow(fd int, path string, uid, gid int) error {
+// maxTreeDepth bounds the directories walkNoFollow descends (one open file
+// each): a tree deeper than this is refused, not walked.
+const maxTreeDepth = 256
+
+// walkNoFollow walks the tree at dir by file descriptors: each directory
+// is opened relative to its parent with O_NOFOLLOW, so a link that takes
+// a directory's place is never descended, whatever changes the tree while
+// the walk runs. onDir gets each directory's descriptor (dir's included),
+// onEntry each entry below one, by its parent's descriptor and its name.
+// An entry gone meanwhile is skipped.
+func walkNoFollow(dir string, onDir func(fd int) error, onEntry func(parent int, name string) error) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", dir, err)
+	}
+	return walkBelow(fd, dir, 0, onDir, onEntry)
+}
+
+func walkBelow(fd int, path string, depth int, onDir func(int) error, onEntry func(int, string) error) error {
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
+	if depth > maxTreeDepth {
+		return fmt.Errorf("walk %s: deeper than %d directories", path, maxTreeDepth)
+	}
+	if onDir != nil {
+		if err := onDir(fd); err != nil {
+			return fmt.Errorf("walk %s: %w", path, err)
+		}
+	}
 	ents, err := f.ReadDir(-1)
 	if err != nil {
-		return fmt.Errorf("hand %s over: %w", path, err)
+		return fmt.Errorf("walk %s: %w", path, err)
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if err := unix.Fchownat(fd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // removed meanwhile
+		if onEntry != nil {
+			if err := onEntry(fd, name); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("walk %s: %w", filepath.Join(path, name), err)
 			}
-			return fmt.Errorf("hand %s over: %w", filepath.Join(path, name), err)
 		}
 		if !e.IsDir() {
 			continue
@@ -103,9 +121,9 @@ func chownBelow(fd int, path string, uid, gid int) error {
 			continue // no longer a directory: not descended into
 		}
 		if err != nil {
-			return fmt.Errorf("hand %s over: %w", filepath.Join(path, name), err)
+			return fmt.Errorf("walk %s: %w", filepath.Join(path, name), err)
 		}
-		if err := chownBelow(sub, filepath.Join(path, name), uid, gid); err != nil {
+		if err := walkBelow(sub, filepath.Join(path, name), depth+1, onDir, onEntry); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/eeveon/eeveon/deployer/internal/cgroup"
 	"github.com/eeveon/eeveon/deployer/secrets"
 )
@@ -201,11 +203,15 @@ func forceRemoveAll(dir string) error {
 	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o755)
-		}
-		return nil
-	})
+	// The tree may belong to the site's user, who may swap a directory for
+	// a link meanwhile: chmod by descriptor, never by a path (a chmod
+	// through a link would change what it points at, as root).
+	_ = openDirs(dir)
 	return os.RemoveAll(dir)
+}
+
+// openDirs makes every directory of the tree at dir writable (0755), by
+// descriptor.
+func openDirs(dir string) error {
+	return walkNoFollow(dir, func(fd int) error { return unix.Fchmod(fd, 0o755) }, nil)
 }
