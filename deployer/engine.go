@@ -142,6 +142,11 @@ func (e *Engine) Shutdown(ctx context.Context) {
 	}
 	e.hardCancel()
 	e.apps.stopApps()
+	if e.ws.cgroups != nil {
+		if err := e.ws.cgroups.Close(); err != nil {
+			e.log.Warn("end the site commands' cgroups", "err", err)
+		}
+	}
 }
 
 func (e *Engine) lock(ctx context.Context, site string) (unlock func(), err error) {

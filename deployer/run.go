@@ -72,15 +72,14 @@ func runShell(ctx context.Context, dir, script string, pr proc, out io.Writer, t
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: pr.cred}
+	var group *cgroup.Group
 	if pr.cgroups != nil {
 		g, err := pr.cgroups.New(pr.scope)
 		if err != nil {
 			return fmt.Errorf("contain the command: %w", err)
 		}
 		g.Attr(cmd.SysProcAttr)
-		// Whatever the command left running (setsid, double forks,
-		// daemons) ends with it.
-		defer func() { _ = g.Remove() }()
+		group = g
 	}
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
@@ -94,6 +93,13 @@ func runShell(ctx context.Context, dir, script string, pr proc, out io.Writer, t
 	if cmd.Process != nil {
 		// Whatever the outcome, nothing of this command outlives it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if group != nil {
+		// Nor what it left running in its cgroup (setsid, double forks,
+		// daemons); a group that cannot be ended fails the step.
+		if gerr := group.Remove(); gerr != nil && err == nil {
+			return fmt.Errorf("end what the command left running: %w", gerr)
+		}
 	}
 	switch {
 	case err == nil:

@@ -136,9 +136,12 @@ func walkBelow(fd int, path string, depth int, onDir func(int) error, onEntry fu
 // holds the data dir: it also ends what a killed server left running.
 func (e *Engine) ContainCommands() error {
 	m, err := cgroup.Open(e.data.Dir)
-	if err != nil {
+	if m == nil {
 		return err
 	}
 	e.ws.cgroups = m
+	if err != nil {
+		e.log.Warn("left by the previous server and not ended yet", "err", err)
+	}
 	return nil
 }

@@ -184,8 +184,12 @@ func oneLine(s string) string {
 	return s
 }
 
-// dropWriter passes writes on from a goroutine through a bounded queue and
-// drops what does not fit, so that its writer never blocks on the reader.
+// dropWriter passes writes on from a goroutine through a bounded queue.
+// A reader that keeps up loses nothing (a full queue makes Write wait);
+// one that takes nothing for stuckAfter (a git client that went away and
+// left receive-pack not reading) is given up on: from then on writes are
+// dropped, so the hook still answers git and the server never waits on
+// it (the server's own bound on a client that does not read is longer).
 type dropWriter struct {
 	ch   chan []byte
 	done chan struct{}
@@ -193,7 +197,10 @@ type dropWriter struct {
 
 	mu     sync.Mutex
 	closed bool
+	stuck  bool
 }
+
+const stuckAfter = 10 * time.Second
 
 func newDropWriter(w io.Writer) *dropWriter {
 	d := &dropWriter{ch: make(chan []byte, 256), done: make(chan struct{})}
@@ -209,11 +216,15 @@ func newDropWriter(w io.Writer) *dropWriter {
 func (d *dropWriter) Write(p []byte) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.closed {
-		select {
-		case d.ch <- append([]byte(nil), p...):
-		default:
-		}
+	if d.closed || d.stuck {
+		return len(p), nil
+	}
+	t := time.NewTimer(stuckAfter)
+	defer t.Stop()
+	select {
+	case d.ch <- append([]byte(nil), p...):
+	case <-t.C:
+		d.stuck = true
 	}
 	return len(p), nil
 }

@@ -36,7 +36,8 @@ type Manager struct {
 // Open finds the unified hierarchy and makes the subtree for the data dir
 // dataDir (named after a hash of its path, so that servers of other data
 // dirs on the machine are left alone). What a previous server of the same
-// data dir left there (it was killed) is killed and removed.
+// data dir left there (it was killed) is killed and removed; should some
+// of it not go, Open returns the manager with that error, to be logged.
 func Open(dataDir string) (*Manager, error) {
 	mount, err := unifiedMount()
 	if err != nil {
@@ -53,9 +54,9 @@ func Open(dataDir string) (*Manager, error) {
 		return nil, fmt.Errorf("cgroup: create %s: %w", root, err)
 	}
 	m := &Manager{root: root}
-	if err := m.sweep(root); err != nil {
-		return nil, err
-	}
+	// What will not go now is tried again at the next start; it does not
+	// take containment away from this one.
+	sweepErr := m.sweep(root)
 	// A group to probe with: clone3 into a cgroup must work here.
 	g, err := m.New("probe")
 	if err != nil {
@@ -65,11 +66,19 @@ func Open(dataDir string) (*Manager, error) {
 	if err := probe(g); err != nil {
 		return nil, fmt.Errorf("cgroup: start a process into a group: %w", err)
 	}
-	return m, nil
+	return m, sweepErr
 }
 
-// Root is the subtree's directory.
-func (m *Manager) Root() string { return m.root }
+// Close ends every group of the subtree and removes it: the server stops.
+func (m *Manager) Close() error {
+	if err := m.sweep(m.root); err != nil {
+		return err
+	}
+	if err := syscall.Rmdir(m.root); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("cgroup: remove %s: %w", m.root, err)
+	}
+	return nil
+}
 
 // sweep kills and removes every group below dir.
 func (m *Manager) sweep(dir string) error {

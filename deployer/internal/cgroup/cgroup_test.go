@@ -19,7 +19,7 @@ func open(t *testing.T) *Manager {
 		}
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = m.sweep(m.root); _ = syscall.Rmdir(m.root) })
+	t.Cleanup(func() { _ = m.Close() })
 	return m
 }
 
@@ -72,7 +72,7 @@ func TestOpenSweepsLeftovers(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = m.sweep(m.root); _ = syscall.Rmdir(m.root) })
+	t.Cleanup(func() { _ = m.Close() })
 	g, err := m.New("app-blue")
 	if err != nil {
 		t.Fatal(err)
