@@ -26,8 +26,8 @@ func ShellQuote(s string) string {
 // ProcReceiveScript is the proc-receive hook installed in every bare
 // repo: git hands it every pushed ref (receive.procReceiveRefs) instead of
 // updating them itself, and it re-enters the eeveon binary, which
-// has the server deploy the commit and moves the branch only when the
-// deploy went live. Its answer is the push's: a deploy that did not go
+// has the server move the branch (as git would, and back when the deploy
+// does not go live) and deploy the commit. Its answer is the push's: a deploy that did not go
 // live rejects the ref, and git push exits non-zero.
 func ProcReceiveScript(exe string, d Data) []byte {
 	return []byte("#!/bin/sh\n" + hookMarker + " (proc-receive; rewritten by eeveon)\nexec " +
@@ -130,9 +130,9 @@ func PrepareRepo(d Data, s Site, exe string) error {
 }
 
 // PushedRef holds the commit of the last push to a site's branch, whatever
-// its deploy did: the branch itself moves only when a deploy goes live,
-// so this ref keeps a failed or undeployed push (and its objects) in the
-// repository.
+// its deploy did: the branch goes back to the live commit when a deploy
+// does not go live (and a push the server never took does not move it),
+// so this ref keeps such a push (and its objects) in the repository.
 const PushedRef = "refs/eeveon/pushed"
 
 // NoReplaceObjects is in the environment of every git eeveon runs on a

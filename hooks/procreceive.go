@@ -30,8 +30,8 @@ import (
 // branches), after the pushed objects are stored and instead of
 // updating those refs itself; it speaks git's pkt-line protocol on stdin
 // and stdout (githooks(5), proc-receive). For the site's branch it hands
-// the commit to the daemon, which deploys it and moves the branch only if
-// the deploy went live, and streams the deploy's progress to stderr (the
+// the commit to the daemon, which moves the branch as git would and back
+// if the deploy does not go live (deployer/branch.go), and streams the deploy's progress to stderr (the
 // pusher's remote: lines). Its answer per ref is the push's outcome: "ok"
 // when the deploy went live, waits for approval or was superseded by a
 // newer push; "ng" with the reason otherwise, which git push shows as
@@ -106,8 +106,9 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 }
 
 // deploy hands one push of the site's branch to the daemon, after keeping
-// the commit under deployer.PushedRef (the branch itself moves only when
-// the deploy goes live, so nothing pushed is lost whatever happens next).
+// the commit under deployer.PushedRef (the branch goes back to the live
+// commit when the deploy does not go live, and no server may be there to
+// take it at all: nothing pushed is lost whatever happens next).
 func deploy(d deployer.Data, gitDir string, s deployer.Site, old, commit, ref string, stderr io.Writer) (int, string) {
 	if strings.Trim(commit, "0") != "" {
 		out, err := exec.Command("git", "--git-dir", gitDir, "update-ref", "-m", "eeveon: pushed", deployer.PushedRef, commit).CombinedOutput()

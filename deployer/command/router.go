@@ -507,7 +507,7 @@ func (rt *Router) deploy(c *call) error {
 // and, when nothing went live, the one-line reason git shows beside the
 // rejected ref. A deploy that went live, waits for approval or was
 // superseded by a newer push is a success; the engine moves the branch
-// only when a deploy goes live.
+// (deployer/branch.go).
 func (rt *Router) push(c *call) error {
 	p := c.push
 	if p == nil {
