@@ -53,12 +53,25 @@ func TestStepEscapesDieWithTheStep(t *testing.T) {
 			killWith("sleep " + mark(i))
 		}
 	})
-	build := fmt.Sprintf("exec </dev/null >/dev/null 2>&1; setsid sleep %s & (sleep %s &); nohup sleep %s & mkdir -p public; echo ok > public/index.html", mark(1), mark(2), mark(3))
-	health := fmt.Sprintf("setsid sleep %s </dev/null >/dev/null 2>&1 & test -s public/index.html", mark(4))
+	// Each escape leaves a file when it runs, so the test knows they ran.
+	ran := func(i int) string { return filepath.Join(e.Dir, fmt.Sprintf("escape%d", i)) }
+	esc := func(i int) string {
+		return fmt.Sprintf("sh -c 'touch %s; exec sleep %s'", ran(i), mark(i))
+	}
+	// The step waits until its escapes run, so that they surely escaped.
+	build := fmt.Sprintf("exec </dev/null >/dev/null 2>&1; setsid %s & (%s &); nohup %s & mkdir -p public; echo ok > public/index.html; until [ -e %s ] && [ -e %s ] && [ -e %s ]; do sleep 0.01; done",
+		esc(1), esc(2), esc(3), ran(1), ran(2), ran(3))
+	health := fmt.Sprintf("setsid %s </dev/null >/dev/null 2>&1 & until [ -e %s ]; do sleep 0.01; done; test -s public/index.html", esc(4), ran(4))
 	e.MustEeveon("site", "add", "hello", "--build", build, "--health-cmd", health)
 	repo := e.NewRepo("hello", map[string]string{"README": "v1"})
 	if r := repo.Push(bob, "hello"); r.Code != 0 || !strings.Contains(r.Stderr, "live: hello") {
 		t.Fatalf("push: exit %d\n%s", r.Code, r.Out())
+	}
+	for i := 1; i <= 4; i++ {
+		waitFor(t, 10*time.Second, "escape "+strconv.Itoa(i)+" to have run", func() bool {
+			_, err := os.Stat(ran(i))
+			return err == nil
+		})
 	}
 	var left []string
 	deadline := time.Now().Add(10 * time.Second)
