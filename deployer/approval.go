@@ -108,6 +108,12 @@ func (e *Engine) Approve(ctx context.Context, site, id, user string, out io.Writ
 		if j.site.RequireOtherApprover && j.r.User == user {
 			return fmt.Errorf("%w: %s pushed deploy %s and this site requires another admin to approve it", ErrApproval, user, j.r.ID)
 		}
+		if !e.ws.holds(j.site.Name, j.r.Color, j.r.ID) {
+			// Another deploy built there since (this one should have been
+			// superseded; a crash may have kept its record waiting).
+			e.finish(j, StateSuperseded, "another deploy has built into "+j.r.Color+" since")
+			return fmt.Errorf("%w: %s no longer holds deploy %s; push again", ErrNotWaiting, j.r.Color, j.r.ID)
+		}
 		if err := j.r.transition(StateRunning); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package deployer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,4 +117,44 @@ func mustPending(t *testing.T, e *Engine, req Request) Record {
 		t.Fatalf("deploy: %v (state %q)\n%s", err, r.State, out)
 	}
 	return r
+}
+
+// TestDecidedDeployNeverWaitsAgain: a crash between a pending deploy's
+// outcome in history and its record (found by an attacker: Recover put a
+// superseded deploy back in the approval queue) leaves it decided; and an
+// approval never releases a colour another deploy has built into since.
+func TestDecidedDeployNeverWaitsAgain(t *testing.T) {
+	e := testEngine(t)
+	site := addSite(t, e, Site{Name: "hello", Approval: true})
+	w := newWorktree(t, e, "hello")
+	w.commit(map[string]string{"index.html": "v1"})
+	y := mustPending(t, e, Request{})
+	// The outcome reached history, the record still says waiting.
+	done := y
+	done.State, done.Error, done.Phase, done.FinishedAt = StateSuperseded, "replaced", PhaseFinished, time.Now().UTC()
+	if err := appendHistory(site, done); err != nil {
+		t.Fatal(err)
+	}
+	e2 := testEngine(t)
+	e2.data = e.data
+	e2.ws.data = e.data
+	e2.Recover()
+	if p, ok := e2.Pending("hello"); ok {
+		t.Fatalf("deploy %s waits for approval again after recovery", p.ID)
+	}
+	if r, err := LoadRecord(e.data, "hello", y.ID); err != nil || r.State != StateSuperseded {
+		t.Errorf("record after recovery: %s, %v", r.State, err)
+	}
+
+	// A waiting deploy whose colour another deploy took is not approved.
+	z := mustPending(t, e2, Request{})
+	if err := WriteFileAtomic(colourOwner(e.data, "hello", z.Color), []byte("20260101-000000-abcd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e2.Approve(context.Background(), "hello", z.ID, "carol", &bytes.Buffer{}); !errors.Is(err, ErrNotWaiting) {
+		t.Fatalf("approve of a deploy whose colour was taken: %v", err)
+	}
+	if LiveColor(site.Path) != "" {
+		t.Error("it went live")
+	}
 }

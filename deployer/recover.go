@@ -34,21 +34,23 @@ func (e *Engine) Recover() {
 		}
 		for i := range recs {
 			r := &recs[i]
-			if r.State == StatePendingApproval {
-				// Still waiting; the newest wins (older ones cannot exist
-				// unless a crash came between two writes).
-				e.waiting.note(*r)
-				continue
-			}
-			if r.State != StateRunning {
+			if r.State != StateRunning && r.State != StatePendingApproval {
 				continue
 			}
 			if done, ok := outcomes[r.ID]; ok {
 				// The server died after writing the outcome to history
-				// and before the record: the record catches up.
+				// and before the record (a deploy running, or one that
+				// waited for approval and was decided): the record
+				// catches up, and a decided deploy never waits again.
 				if err := saveRecord(e.data, &done); err != nil {
 					e.log.Error("recover: save record", "site", site.Name, "deploy", r.ID, "err", err)
 				}
+				continue
+			}
+			if r.State == StatePendingApproval {
+				// Still waiting; the newest wins (older ones cannot exist
+				// unless a crash came between two writes).
+				e.waiting.note(*r)
 				continue
 			}
 			state, why := StateInterrupted, "server stopped during "+r.Phase

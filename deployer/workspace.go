@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,11 @@ func (w *workspace) checkoutColour(ctx context.Context, site Site, r *Record) (s
 		return "", fmt.Errorf("refusing to overwrite the live colour %s", r.Color)
 	}
 	if err := os.MkdirAll(w.data.StateDir(), 0o700); err != nil {
+		return "", err
+	}
+	// The colour is this deploy's from now on, whatever happens next: a
+	// deploy that waited for approval in it can no longer be approved.
+	if err := WriteFileAtomic(colourOwner(w.data, site.Name, r.Color), []byte(r.ID+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	// Each colour keeps the index of what was checked out into it, so the
@@ -177,6 +183,18 @@ func (w *workspace) env(j *job, dir string) (proc, error) {
 	vars["EEVEON_SECRETS_FILE"] = "/dev/fd/3"
 	pr.env, pr.files = commandEnv(vars), []*os.File{j.secretFile}
 	return pr, nil
+}
+
+// colourOwner names the deploy that last checked out into a colour.
+func colourOwner(d Data, site, color string) string {
+	return filepath.Join(d.StateDir(), site+"."+color+".deploy")
+}
+
+// holds reports whether colour still holds what deploy id built there
+// (true too when no deploy is on file, as before this was recorded).
+func (w *workspace) holds(site, color, id string) bool {
+	b, err := os.ReadFile(colourOwner(w.data, site, color))
+	return err != nil || strings.TrimSpace(string(b)) == id
 }
 
 // colourIndex is the git index of what was last checked out into a colour.
