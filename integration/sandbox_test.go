@@ -3,7 +3,9 @@ package integration
 import (
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -158,5 +160,56 @@ func TestAppEscapesDieWithTheColour(t *testing.T) {
 	e.Stop()
 	if left := procsWith("sleep " + marker("2")); len(left) > 0 {
 		t.Fatalf("the live colour's escape outlived the server:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// A client of `ssh HOST deploy SITE` that stops reading does not hold the
+// deploy or its site's lock (found by an attacker: a SIGSTOPped client
+// held the lock until the idle timeout): its output is given up on, the
+// deploy finishes by itself and the next push deploys.
+func TestVerbClientThatStopsReading(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	bob := e.AddKey("bob", "deployer", "hello")
+	e.MustEeveon("site", "add", "hello", "--build", "i=0; while [ $i -lt 20 ]; do yes a-line-of-build-output | head -c 300000; sleep 0.1; i=$((i+1)); done; mkdir -p public; echo \"commit $EEVEON_COMMIT\" > public/index.html")
+	repo := e.NewRepo("hello", map[string]string{"README": "v1"})
+	if r := repo.Push(bob, "hello"); r.Code != 0 {
+		t.Fatalf("first push: %s", r.Out()[:min(len(r.Out()), 500)])
+	}
+	first := e.lastDeploy("hello").ID
+	cmd := exec.Command("ssh", append(e.SSHArgs(bob), "deploy@127.0.0.1", "deploy", "hello")...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // what it reads, it reads slowly: not at all once stopped
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); pr.Close(); pw.Close() })
+	waitFor(t, 20*time.Second, "the redeploy to build", func() bool {
+		for _, r := range e.deployRecords("hello") {
+			if r.ID != first && r.State == "running" && r.Phase == "building" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 60*time.Second, "the redeploy to finish without its client", func() bool {
+		d := e.lastDeploy("hello")
+		return d.ID != first && d.State != "running" && d.State != ""
+	})
+	if d := e.lastDeploy("hello"); d.State != "live" {
+		t.Fatalf("the redeploy ended %s: %s", d.State, d.Error)
+	}
+	t.Logf("finished %s after its client stopped", time.Since(start).Round(time.Second))
+	c2 := repo.Commit("two", map[string]string{"README": "v2"})
+	if r := repo.Push(bob, "hello"); r.Code != 0 || !strings.Contains(e.ReadSite("hello", "public/index.html"), c2) {
+		t.Fatalf("the next push: exit %d", r.Code)
 	}
 }

@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gliderlabs/ssh"
@@ -42,6 +43,12 @@ func (s *Server) handle(sess ssh.Session) {
 		_ = sess.Exit(1)
 		return
 	}
-	fe := command.Session{Router: s.Router, MaxLen: s.Config.MaxCommandLen, Env: sess.Environ(), Run: s.Router.Run}
+	// A command's output never waits on a client that stopped reading
+	// (git's transport runs as a child and is killed with the session).
+	run := func(ctx context.Context, id keys.Identity, args []string, stdio command.IO) int {
+		return s.Router.Run(ctx, id, args, command.IO{Stdin: stdio.Stdin,
+			Stdout: &boundedWriter{w: stdio.Stdout}, Stderr: &boundedWriter{w: stdio.Stderr}})
+	}
+	fe := command.Session{Router: s.Router, MaxLen: s.Config.MaxCommandLen, Env: sess.Environ(), Run: run}
 	_ = sess.Exit(fe.Handle(sess.Context(), id, sess.RawCommand(), command.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}))
 }
