@@ -180,7 +180,7 @@ func gitSubcommand(args []string) string {
 }
 
 // abbrevRe is what git could take for an abbreviated object id.
-var abbrevRe = regexp.MustCompile(`^[0-9a-f]{4,63}$`)
+var abbrevRe = regexp.MustCompile(`^[0-9a-fA-F]{4,63}$`)
 
 // ResolveCommit resolves a revision in the site's repo to a full commit id.
 // An abbreviated commit id that is also the name of a ref (a tag a
@@ -189,6 +189,14 @@ func ResolveCommit(ctx context.Context, d Data, site, rev string) (string, error
 	if abbrevRe.MatchString(rev) && len(rev) != 40 {
 		if full, _ := git(ctx, nil, "--git-dir", d.Repo(site), "rev-parse", "--verify", "--quiet", "--symbolic-full-name", "--end-of-options", rev); full != "" {
 			return "", fmt.Errorf("%w: %q in %s is both %s and maybe an abbreviated commit id; give the full commit id or the full ref name", ErrUnknownRevision, rev, site, full)
+		}
+	}
+	if !strings.HasPrefix(rev, "refs/") {
+		// A deployer's tag may shadow a branch of the same name (git takes
+		// the tag): a short name that is both is refused.
+		out, _ := git(ctx, nil, "--git-dir", d.Repo(site), "for-each-ref", "--format=%(refname)", "refs/heads/"+rev, "refs/tags/"+rev)
+		if n := strings.Count(out+"\n", "refs/heads/"+rev+"\n") + strings.Count(out+"\n", "refs/tags/"+rev+"\n"); n > 1 {
+			return "", fmt.Errorf("%w: %q in %s is both a branch and a tag; give refs/heads/%s or refs/tags/%s", ErrUnknownRevision, rev, site, rev, rev)
 		}
 	}
 	out, err := git(ctx, nil, "--git-dir", d.Repo(site), "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")

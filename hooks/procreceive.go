@@ -84,6 +84,9 @@ func ProcReceive(d deployer.Data, gitDir string, stdin io.Reader, stdout, stderr
 			// refs/replace would change what a commit id checks out as,
 			// refs/eeveon is eeveon's own: only branches and tags are pushed.
 			answer = append(answer, "ng "+ref+" only branches and tags can be pushed here")
+		case confusing(ref):
+			// refs/tags/refs/heads/main would make main ambiguous to git.
+			answer = append(answer, "ng "+ref+" a branch or tag may not be named HEAD or like a full ref (refs/...)")
 		case ref != s.Ref():
 			if strings.HasPrefix(ref, "refs/heads/") && strings.Trim(commit, "0") != "" {
 				fmt.Fprintf(out, "==> %s is not deployed; only %s deploys %s\n", strings.TrimPrefix(ref, "refs/heads/"), s.Branch, s.Name)
@@ -163,6 +166,16 @@ func encode(enc *pktline.Encoder, lines ...string) error {
 		}
 	}
 	return enc.Flush()
+}
+
+// confusing reports a branch or tag name that git could take for another
+// ref: HEAD, or one that starts with refs/.
+func confusing(ref string) bool {
+	name, ok := strings.CutPrefix(ref, "refs/heads/")
+	if !ok {
+		name = strings.TrimPrefix(ref, "refs/tags/")
+	}
+	return name == "HEAD" || strings.HasPrefix(name, "refs/")
 }
 
 // oneLine makes a reason fit git's status line: one line of printable

@@ -185,6 +185,29 @@ func TestPushCannotBendTheDeploy(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, "give the full commit id") || strings.Contains(e.ReadSite("hello", "public/index.html"), "EVIL") {
 		t.Errorf("deploy --ref of an ambiguous id: exit %d, page %q\n%s", r.Code, e.ReadSite("hello", "public/index.html"), r.Out())
 	}
+	upper := strings.ToUpper(c2[:7])
+	repo.Git("tag", upper, evil)
+	repo.Push(bob, "hello", "refs/tags/"+upper)
+	if r := e.Eeveon("deploy", "hello", "--ref", upper); r.Code == 0 || strings.Contains(e.ReadSite("hello", "public/index.html"), "EVIL") {
+		t.Errorf("deploy --ref of an upper-case id a tag names: exit %d\n%s", r.Code, r.Out())
+	}
+	// A tag named like the branch is stored, but deploy --ref main is then
+	// ambiguous; a tag or branch named like a full ref is refused.
+	repo.Git("tag", "main", evil)
+	if r := repo.Push(bob, "hello", "refs/tags/main"); r.Code != 0 {
+		t.Fatalf("push of tag main: %s", r.Out())
+	}
+	if r := e.Eeveon("deploy", "hello", "--ref", "main"); r.Code == 0 || !strings.Contains(r.Stderr, "both a branch and a tag") {
+		t.Errorf("deploy --ref main with a tag main: exit %d\n%s", r.Code, r.Out())
+	}
+	for _, ref := range []string{"refs/tags/refs/heads/main", "refs/heads/refs/tags/x", "refs/heads/HEAD"} {
+		if r := repo.Push(bob, "hello", evil+":"+ref); r.Code == 0 || !strings.Contains(r.Stderr, "named HEAD or like a full ref") {
+			t.Errorf("push to %s: exit %d\n%s", ref, r.Code, r.Out())
+		}
+	}
+	if strings.Contains(e.ReadSite("hello", "public/index.html"), "EVIL") {
+		t.Error("EVIL went live")
+	}
 }
 
 // Two people push to the same branch: the second push was made against
