@@ -958,8 +958,6 @@ func TestDeployGivesUpWaitingForLock(t *testing.T) {
 	}
 }
 
-// TestBuildHasNoStdin: a build reading stdin gets EOF, not the server's
-// stdin.
 // TestBuildHasNoStdin: a build never reads the server's stdin. The test
 // puts a pipe holding data on this process's fd 0 (go test's own stdin is
 // /dev/null, which would hide a build that inherits it).

@@ -200,20 +200,32 @@ type capWriter struct {
 	w       io.Writer
 	max     int64
 	written int64
+	midLine bool // the last byte passed on was not a newline
 }
 
 func (c *capWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.max <= 0 || c.written <= c.max {
-		room := c.max - c.written
-		if c.max <= 0 || int64(len(p)) <= room {
-			_, _ = c.w.Write(p)
-		} else {
-			_, _ = c.w.Write(p[:room])
-			_, _ = fmt.Fprintf(c.w, "\n==> output truncated: the commands of this deploy wrote more than %d bytes (max_log_size); the rest is not kept\n", c.max)
+	if c.written > c.max {
+		return len(p), nil
+	}
+	pass := p
+	if room := c.max - c.written; int64(len(p)) > room {
+		// Up to the last whole line: the masker sees a secret's lines
+		// whole, never a cut one.
+		pass = p[:bytes.LastIndexByte(p[:room], '\n')+1]
+	}
+	if len(pass) > 0 {
+		_, _ = c.w.Write(pass)
+		c.midLine = pass[len(pass)-1] != '\n'
+	}
+	c.written += int64(len(p))
+	if c.written > c.max {
+		nl := ""
+		if c.midLine {
+			nl = "\n"
 		}
-		c.written += int64(len(p))
+		_, _ = fmt.Fprintf(c.w, "%s==> output truncated: the commands of this deploy wrote more than %d bytes (max_log_size); the rest is not kept\n", nl, c.max)
 	}
 	return len(p), nil
 }

@@ -82,12 +82,12 @@ func TestRollbackOutcomeIsTyped(t *testing.T) {
 func TestCapWriter(t *testing.T) {
 	var b strings.Builder
 	c := &capWriter{w: &b, max: 10}
-	for _, s := range []string{"12345", "6789", "abcdef", "more", "and more"} {
+	for _, s := range []string{"12345", "6789\n", "abcdef", "more", "and more"} {
 		if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", s, n, err)
 		}
 	}
-	if got := b.String(); !strings.HasPrefix(got, "123456789a\n==> output truncated") || strings.Contains(got, "bcdef") || strings.Contains(got, "and more") || strings.Count(got, "truncated") != 1 {
+	if got := b.String(); !strings.HasPrefix(got, "123456789\n==> output truncated") || strings.Contains(got, "abc") || strings.Contains(got, "and more") || strings.Count(got, "truncated") != 1 {
 		t.Errorf("capped output %q", got)
 	}
 }
