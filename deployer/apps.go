@@ -245,7 +245,29 @@ func (a *appRuntime) checkAppHealth(j *job, inst *appInst) error {
 		}
 		return err
 	}
+	if err := inst.ownsPort(); err != nil {
+		return err
+	}
 	j.p.step("health check passed: %s answers on port %d", inst.color, inst.port)
+	return nil
+}
+
+// ownsPort checks that what answers on the colour's port is the colour's
+// own app: a process of its cgroup, and nothing else beside it. Another
+// site's process that bound the port first would otherwise be health-
+// checked and get the traffic (without cgroups there is nothing to check
+// against).
+func (a *appInst) ownsPort() error {
+	if a.cg == nil {
+		return nil
+	}
+	ok, err := a.cg.OwnsPort(a.port)
+	if err != nil {
+		return fmt.Errorf("check who listens on port %d: %w", a.port, err)
+	}
+	if !ok {
+		return fmt.Errorf("port %d answers, but not (only) from the %s colour's app: another process listens there; not using it", a.port, a.color)
+	}
 	return nil
 }
 

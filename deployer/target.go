@@ -192,6 +192,11 @@ func (c *appCandidate) switchLive(j *job) (switched, error) {
 		c.discard()
 		return switched{}, &stepError{"", errors.New("the app exited after its health check; " + site.Name + " keeps serving the live colour")}
 	}
+	// Still its own port, just before the traffic goes there.
+	if err := inst.ownsPort(); err != nil {
+		c.discard()
+		return switched{}, &stepError{"switch", err}
+	}
 	if err := swapCurrent(site.Path, r.Color, r.ID); err != nil {
 		c.discard()
 		return switched{}, &stepError{"swap", err}

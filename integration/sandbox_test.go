@@ -213,3 +213,74 @@ func TestVerbClientThatStopsReading(t *testing.T) {
 		t.Fatalf("the next push: exit %d", r.Code)
 	}
 }
+
+// unifiedCgroup is this test process's own cgroup directory in the cgroup
+// v2 hierarchy (the server's subtree lives below it), or "".
+func unifiedCgroup() string {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	mount := ""
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) && f[i+1] == "cgroup2" && len(f) > 4 {
+				mount = f[4]
+			}
+		}
+	}
+	cg, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(cg), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok && mount != "" {
+			return filepath.Join(mount, p)
+		}
+	}
+	return ""
+}
+
+// What answers on a new colour's port must be that colour's own app
+// (issue 13, attack 4: another site's process bound the port first, was
+// health-checked and got the traffic). Here the app moves itself out of
+// its colour's cgroup before it listens, as a squatter would be outside:
+// the deploy fails and the live colour keeps the traffic.
+func TestAppPortMustBeTheColours(t *testing.T) {
+	t.Parallel()
+	outside := unifiedCgroup()
+	if outside == "" || os.Geteuid() != 0 {
+		t.Skip("needs root and cgroup v2 to play the squatter")
+	}
+	appBin := testAppBinary(t)
+	e := newAppEnvHealth(t, "3s")
+	t.Cleanup(func() { killUnder(e.Dir) })
+	admin := e.AddKey("admin", "admin", "")
+	start := "if [ -e squat ]; then echo $$ > " + filepath.Join(outside, "cgroup.procs") + "; fi; exec " + appBin
+	e.MustEeveon("site", "add", "api", "--start", start, "--proxy", "127.0.0.1:"+freePort(t), "--health-path", "/up")
+	repo := e.NewRepo("api", map[string]string{"VERSION": "v1\n"})
+	if r := repo.Push(admin, "api"); r.Code != 0 || !strings.Contains(r.Stderr, "live: api") {
+		t.Fatalf("push v1: exit %d\n%s", r.Code, r.Out())
+	}
+	repo.Commit("squat", map[string]string{"VERSION": "v2\n", "squat": "yes"})
+	r := repo.Push(admin, "api")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "another process listens there") {
+		t.Fatalf("a colour whose port is answered from outside it: exit %d\n%s", r.Code, r.Out())
+	}
+	if e.Live("api") != "blue" {
+		t.Fatalf("current -> %q, want blue", e.Live("api"))
+	}
+}
+
+// killUnder ends the processes whose working directory is below dir (an
+// app that left its cgroup is outside everything eeveon ends).
+func killUnder(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join("/proc", ent.Name(), "cwd")); err == nil && strings.HasPrefix(cwd, dir+"/") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

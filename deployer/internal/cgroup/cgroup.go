@@ -226,3 +226,48 @@ func ownCgroup() (string, error) {
 	}
 	return "", errors.New("cgroup: this process has no cgroup v2 path")
 }
+
+// OwnsPort reports whether every socket listening on TCP port (any
+// address, IPv4 or IPv6, of this network namespace) is held by a process
+// of the group, and there is one: a colour's port answered by anything
+// else, alone or beside it (SO_REUSEPORT), is a squatter's.
+func (g *Group) OwnsPort(port int) (bool, error) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return false, err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			fl := strings.Fields(line)
+			if len(fl) < 10 || fl[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fl[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && int(p) == port {
+				inodes["socket:["+fl[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return false, nil
+	}
+	held := map[string]bool{}
+	for _, pid := range g.Procs() {
+		dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for _, e := range ents {
+			if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && inodes[target] {
+				held[target] = true
+			}
+		}
+	}
+	return len(held) == len(inodes), nil
+}
