@@ -99,7 +99,7 @@ func TestCheck(t *testing.T) {
 	e.MustEeveon("site", "add", "web")
 	r := e.Eeveon("check")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "OK    git") || !strings.Contains(r.Stdout, "ssh "+e.Addr+" is in use by the running eeveon server") ||
-		!strings.Contains(r.Stdout, "WARN  keys            no keys") {
+		!strings.Contains(r.Stdout, "WARN  keys            no keys") || !strings.Contains(r.Stdout, "OK    containment     each build") {
 		t.Fatalf("check on a fresh server: exit %d\n%s", r.Code, r.Out())
 	}
 	hostKey := filepath.Join(e.Data, "ssh_host_ed25519_key")

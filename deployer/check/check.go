@@ -22,6 +22,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/eeveon/eeveon/deployer"
+	"github.com/eeveon/eeveon/deployer/internal/cgroup"
 	"github.com/eeveon/eeveon/keys"
 )
 
@@ -66,6 +67,12 @@ func (r *report) add(check string, st Status, msg, fix string) {
 func Run(d deployer.Data, opt Options) []Result {
 	var r report
 	checkGit(&r)
+	if err := cgroup.Usable(); err != nil {
+		r.add("containment", Warn, "site commands cannot be put in cgroups of their own, so what a build starts may outlive it: "+err.Error(),
+			"run eeveon serve as root, or under systemd with Delegate=yes (examples/systemd)")
+	} else {
+		r.add("containment", OK, "each build, health command and app colour runs in a cgroup of its own", "")
+	}
 	checkTool(&r, "sh", "/bin/sh", "runs build and health commands", "install a POSIX shell (dash or bash)")
 	r.add("rsync", OK, "not needed: eeveon materialises commits with git", "")
 

@@ -271,3 +271,22 @@ func (g *Group) OwnsPort(port int) (bool, error) {
 	}
 	return len(held) == len(inodes), nil
 }
+
+// Usable says whether this process could contain commands: a cgroup v2
+// hierarchy is mounted and its own cgroup there is writable to it (as
+// root, or delegated by systemd's Delegate=yes).
+func Usable() error {
+	mount, err := unifiedMount()
+	if err != nil {
+		return err
+	}
+	own, err := ownCgroup()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(mount, own)
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Errorf("cgroup: %s is not writable: %w", dir, err)
+	}
+	return nil
+}
