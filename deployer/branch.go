@@ -131,3 +131,21 @@ func (e *Engine) reconcileBranch(site Site) {
 	}
 	e.log.Info("branch moved to the live commit", "site", site.Name, "branch", site.Branch, "from", ShortCommit(tip), "to", ShortCommit(want))
 }
+
+// liveRefPrefix holds one ref per deploy that went live, so that every
+// release rollback --to may ask for stays in the repository, though force
+// pushes and rollbacks leave it on no branch (git gc would prune it).
+const liveRefPrefix = "refs/eeveon/live/"
+
+// keepRelease records r, which went live, under liveRefPrefix.
+func (e *Engine) keepRelease(j *job) {
+	r := j.r
+	if r.Commit == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := git(ctx, nil, "--git-dir", e.data.Repo(j.site.Name), "update-ref", "-m", "eeveon: deploy "+r.ID+" live", liveRefPrefix+r.ID, r.Commit); err != nil {
+		j.l.Warn("keep the release for rollback --to", "err", err)
+	}
+}

@@ -609,6 +609,9 @@ func (e *Engine) finish(j *job, state State, why string) {
 	e.setRunning(r)
 	j.target.ended(j, state)
 	e.waiting.note(*r)
+	if state == StateLive {
+		e.keepRelease(j)
+	}
 	e.settleBranch(j, state)
 	e.emit(eventOf(*r), j)
 	e.announce(j)

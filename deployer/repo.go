@@ -85,6 +85,11 @@ func EnsureRepo(d Data, name, exe string) error {
 	if out, err := exec.Command("git", "--git-dir", repo, "config", "--replace-all", "receive.procReceiveRefs", "refs").CombinedOutput(); err != nil {
 		return fmt.Errorf("configure repo %s: %v: %s", name, err, bytes.TrimSpace(out))
 	}
+	// eeveon's own refs (the last push, one per live release) are not
+	// shown to clients.
+	if out, err := exec.Command("git", "--git-dir", repo, "config", "--replace-all", "transfer.hideRefs", "refs/eeveon").CombinedOutput(); err != nil {
+		return fmt.Errorf("configure repo %s: %v: %s", name, err, bytes.TrimSpace(out))
+	}
 	return writeHook(repo, name, "post-receive", PostReceiveScript(), true)
 }
 

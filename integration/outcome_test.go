@@ -145,7 +145,8 @@ func TestPushCannotBendTheDeploy(t *testing.T) {
 
 	for _, ref := range []string{"refs/replace/" + c2, "refs/eeveon/pushed", "refs/notes/x"} {
 		r := repo.Push(bob, "hello", evil+":"+ref)
-		if r.Code == 0 || !strings.Contains(r.Stderr, "only branches and tags can be pushed here") {
+		// eeveon's own refs are hidden too: git itself refuses those.
+		if r.Code == 0 || !strings.Contains(r.Stderr, "only branches and tags can be pushed here") && !strings.Contains(r.Stderr, "deny updating a hidden ref") {
 			t.Errorf("push to %s: exit %d\n%s", ref, r.Code, r.Out())
 		}
 	}
@@ -570,5 +571,31 @@ func TestApprovalOnEveryPath(t *testing.T) {
 	}
 	if r := e.SSH(carol, "approve", "web", id); r.Code != 0 || e.Live("web") != "blue" {
 		t.Fatalf("approve the polled deploy: exit %d\n%s", r.Code, r.Out())
+	}
+}
+
+// Every release that went live stays in the repository for rollback --to,
+// though a force push and git gc leave it on no branch.
+func TestRollbackToSurvivesForcePushAndGC(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t)
+	admin, _, c1 := helloLiveOnBlue(t, e, "--build", "./build.sh")
+	id1 := e.lastDeploy("hello").ID
+	other := e.NewRepo("other", map[string]string{"build.sh": buildScript, "who": "other"})
+	if r := other.Push(admin, "hello", "--force", "main"); r.Code != 0 {
+		t.Fatalf("forced push: %s", r.Out())
+	}
+	bare := filepath.Join(e.Data, "repos", "hello.git")
+	for _, args := range [][]string{{"reflog", "expire", "--expire=now", "--all"}, {"gc", "-q", "--prune=now"}} {
+		if r := run(t, e.Dir, nil, "", "git", append([]string{"--git-dir", bare}, args...)...); r.Code != 0 {
+			t.Fatalf("git %v: %s", args, r.Out())
+		}
+	}
+	if r := e.SSH(admin, "rollback", "hello", "--to", id1); r.Code != 0 || !strings.Contains(r.Stdout, "live: hello "+c1[:7]) {
+		t.Fatalf("rollback --to after a force push and gc: exit %d\n%s", r.Code, r.Out())
+	}
+	// Clients are not shown eeveon's own refs.
+	if r := run(t, e.Dir, []string{e.GitSSH(admin)}, "", "git", "ls-remote", e.URL("hello")); strings.Contains(r.Stdout, "refs/eeveon") {
+		t.Errorf("ls-remote shows eeveon's refs:\n%s", r.Stdout)
 	}
 }
